@@ -1,0 +1,134 @@
+"""Typed, validated run configuration and the three sizes: smoke, default, paper."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+
+from .data import DataLimits
+
+SIZES = ("smoke", "default", "paper")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    emb: int = 512
+    enc_hidden: int = 1024
+    dec_hidden: int = 1024
+    nz: int = 32
+    dec_dropout_in: float = 0.5
+    dec_dropout_out: float = 0.5
+    init_range: float = 0.01       # U(-r, r) for LSTM/linear weights (He et al. 2019)
+    emb_init_range: float = 0.1
+
+    def __post_init__(self):
+        for n in ("emb", "enc_hidden", "dec_hidden"):
+            _check(getattr(self, n) > 0, f"model.{n} must be > 0, got {getattr(self, n)}")
+        _check(self.nz >= 0, f"model.nz must be >= 0, got {self.nz}")
+        for n in ("dec_dropout_in", "dec_dropout_out"):
+            _check(0 <= getattr(self, n) < 1, f"model.{n} must be in [0, 1), got {getattr(self, n)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "sgd"          # "sgd" (He et al.: lr 1.0, no momentum) or "adam"
+    lr: float = 1.0
+    clip: float = 5.0
+    kl_start: float = 0.1           # linear KL annealing kl_start -> 1 over warm_up epochs (1.0 disables)
+    warm_up: float = 10.0           # in epochs of N_train / batch_size iterations, as in the reference code
+    decay_patience: int = 2         # epochs of no validation improvement before lr halving
+    decay_from_epoch: int = 15      # lr halving allowed from this epoch on
+    lr_decay: float = 0.5
+    max_decays: int = 5
+    threads: int = 1                # torch intra-op threads; fixed so serial and parallel runs time alike
+    curve_sentences: int = 2000     # validation sentences used for the per-epoch MI/AU curve
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.optimizer in ("sgd", "adam"), f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(0 <= self.kl_start <= 1, f"train.kl_start must be in [0, 1], got {self.kl_start}")
+        _check(self.warm_up >= 0, f"train.warm_up must be >= 0, got {self.warm_up}")
+        _check(self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    iw_samples: int = 500           # K of the importance-weighted NLL
+    iw_chunk_rows: int = 4096       # (sentence, sample) rows scored per decoder call; bounds memory
+    probe_labels: tuple[int, ...] = (100, 500, 1000, 2000, 10000)
+    probe_repeats: int = 5          # seeded subsets per label count where subsets are drawn
+    au_threshold: float = 0.01
+    batch_size: int = 256           # sentences per evaluation batch (still single-length buckets)
+
+    def __post_init__(self):
+        _check(self.iw_samples >= 1, f"eval.iw_samples must be >= 1, got {self.iw_samples}")
+        _check(self.iw_chunk_rows >= 1, "eval.iw_chunk_rows must be >= 1")
+        _check(all(n > 0 for n in self.probe_labels), "eval.probe_labels must be positive")
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig
+    limits: DataLimits = field(default_factory=DataLimits)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: dict) -> "SizeConfig":
+        """Override fields by section, e.g. replace(train={'epochs': 3})."""
+        out = self
+        for section, values in sections.items():
+            cur = getattr(out, section)
+            known = {f.name for f in fields(cur)}
+            bad = set(values) - known
+            _check(not bad, f"unknown {section} field(s) {sorted(bad)}; known: {sorted(known)}")
+            out = dataclasses.replace(out, **{section: dataclasses.replace(cur, **values)})
+        return out
+
+
+# The paper's model per corpus (LAG/PRE config files, protocol section 1.2).
+_PAPER_MODELS = {
+    "yahoo": ModelConfig(512, 1024, 1024, 32),
+    "yelp": ModelConfig(512, 1024, 1024, 32),
+    "yahoo-mini": ModelConfig(512, 1024, 1024, 32),
+    "short-yelp": ModelConfig(128, 512, 512, 32),
+    "ptb": ModelConfig(256, 256, 256, 32),
+    "synthetic": ModelConfig(50, 50, 50, 32),
+}
+
+
+def size_config(size: str, dataset: str) -> SizeConfig:
+    if size == "smoke":
+        return SizeConfig(
+            "smoke",
+            ModelConfig(emb=32, enc_hidden=64, dec_hidden=64, nz=16),
+            TrainConfig(epochs=2, optimizer="adam", lr=1e-3, kl_start=0.1, warm_up=1, curve_sentences=200),
+            EvalConfig(iw_samples=20, probe_labels=(100,), probe_repeats=2, batch_size=128),
+            DataLimits(max_train=800, max_valid=200, max_test=200, max_len=30),
+        )
+    if size == "default":
+        return SizeConfig(
+            "default",
+            ModelConfig(emb=64, enc_hidden=128, dec_hidden=128, nz=32),
+            TrainConfig(epochs=8, optimizer="adam", lr=1e-3, kl_start=0.1, warm_up=4, curve_sentences=1000),
+            EvalConfig(iw_samples=100, probe_labels=(100, 500, 1000, 2000), probe_repeats=3),
+            DataLimits(max_train=10000, max_valid=1000, max_test=1000, max_len=60),
+        )
+    if size == "paper":
+        return SizeConfig("paper", _PAPER_MODELS.get(dataset, ModelConfig()), TrainConfig(), EvalConfig(), DataLimits())
+    raise ConfigError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")

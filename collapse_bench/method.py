@@ -1,0 +1,159 @@
+"""The Method base class: the hooks a posterior-collapse remedy overrides.
+
+The default implementation is the vanilla VAE of He et al. 2019 with the protocol's linear KL annealing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from .config import ModelConfig, TrainConfig
+from .model import TextVAE
+from .posterior import Posterior
+
+if TYPE_CHECKING:
+    from .data import Batch
+    from .train import Trainer
+
+
+class ParamError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """Hyperparameters of a method. Subclasses add typed fields and override `validate`."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_strings(cls, method: str, values: dict[str, str]) -> "MethodParams":
+        """Build from CLI strings (`--set bnvae.gamma=0.7`), converting each to its field's type."""
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ParamError(f"{method} has no parameter {key!r}; its parameters are: "
+                                 f"{', '.join(sorted(known)) or '(none)'}")
+            kwargs[key] = _convert(raw, hints[key], f"{method}.{key}")
+        return cls(**kwargs)
+
+
+def _convert(raw: str, hint: Any, where: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if type(None) in options and raw.lower() in ("none", "null", ""):
+        return None
+    for t in options:
+        if typing.get_origin(t) is typing.Literal:
+            if raw in typing.get_args(t):
+                return raw
+            continue
+        try:
+            if t is bool:
+                if raw.lower() in ("true", "1", "yes"):
+                    return True
+                if raw.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(raw)
+            if t in (int, float, str):
+                return t(raw)
+        except ValueError:
+            continue
+    raise ParamError(f"{where}={raw!r} is not a valid {getattr(hint, '__name__', hint)}")
+
+
+@dataclass
+class Loss:
+    total: torch.Tensor                 # scalar to backpropagate
+    rec: torch.Tensor                   # [B] reconstruction -log p(x|z)
+    kl: torch.Tensor                    # [B] true KL(q(z|x) || p(z)) (for logging, whatever the penalty)
+    extra: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+class Method:
+    """Vanilla VAE."""                  # subclasses: first docstring line is the `list` description
+
+    name: ClassVar[str] = "method"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    has_latent: ClassVar[bool] = True
+    select_on: ClassVar[str] = "elbo"    # validation criterion: "elbo" (rec + KL) or "recon"
+    min_batch_size: ClassVar[int] = 1     # BN methods skip training batches smaller than this
+
+    def __init__(self, params: MethodParams | None = None):
+        self.params = params if params is not None else self.Params()
+
+    @classmethod
+    def description(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "").splitlines()[0] if cls.__doc__ else ""
+
+    @property
+    def label(self) -> str:
+        p = self.params.to_dict()
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in p.items())})" if p else self.name
+
+    # --- model ---------------------------------------------------------------------------------
+    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
+        return TextVAE(cfg, vocab_size, latent=self.has_latent)
+
+    def encode(self, model: TextVAE, tokens: torch.Tensor) -> Posterior:
+        """q(z|x) used for training."""
+        return model.posterior(tokens)
+
+    def eval_posterior(self, model: TextVAE, tokens: torch.Tensor) -> Posterior:
+        """q(z|x) used for every metric (called under torch.no_grad)."""
+        return self.encode(model, tokens)
+
+    # --- loss ----------------------------------------------------------------------------------
+    def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
+        """Linear annealing kl_start -> 1 over warm_up epochs of N/batch iterations (He et al. 2019)."""
+        if cfg.warm_up == 0:
+            return cfg.kl_start
+        return min(1.0, cfg.kl_start + (1.0 - cfg.kl_start) * step / (cfg.warm_up * steps_per_epoch))
+
+    def kl_penalty(self, post: Posterior) -> torch.Tensor:
+        """[B] KL term that enters the loss (free bits and friends change this)."""
+        return post.kl()
+
+    def loss(self, model: TextVAE, batch: "Batch", kl_weight: float) -> Loss:
+        post = self.encode(model, batch.tokens)
+        z = post.rsample(1)
+        rec = -model.decoder.log_prob(batch.tokens, z).squeeze(1)
+        kl = post.kl()
+        total = (rec + kl_weight * self.kl_penalty(post)).mean()
+        return Loss(total, rec.detach(), kl.detach())
+
+    # --- training ------------------------------------------------------------------------------
+    def before_training(self, trainer: "Trainer") -> None:
+        """E.g. load a pretrained encoder."""
+
+    def train_step(self, trainer: "Trainer", batch: "Batch") -> dict[str, float]:
+        w = self.kl_weight(trainer.step, trainer.steps_per_epoch, trainer.cfg.train)
+        out = self.loss(trainer.model, batch, w)
+        trainer.optimize(out.total)
+        return {"loss": out.total.item(), "rec": out.rec.mean().item(), "kl": out.kl.mean().item(),
+                "kl_weight": w, **out.extra}
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, valid: dict[str, float]) -> None:
+        """Called after each epoch's validation, before lr decay / early stopping."""
+
+    @staticmethod
+    def search_space(trial) -> dict[str, Any]:
+        """Optuna search space over Params fields; {} if the method has nothing to tune."""
+        return {}

@@ -1,0 +1,117 @@
+"""The LSTM text VAE of He et al. 2019: LSTM encoder -> posterior head; LSTM decoder fed z at every step."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .posterior import Gaussian, Posterior
+
+
+class LSTMEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, cfg.emb)
+        self.lstm = nn.LSTM(cfg.emb, cfg.enc_hidden, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] (one length per batch, no padding) -> last hidden state [B, H]."""
+        _, (h, _) = self.lstm(self.embed(tokens))
+        return h[-1]
+
+
+class GaussianHead(nn.Module):
+    """Linear map (no bias) from the encoder state to (mu, log sigma^2)."""
+
+    def __init__(self, hidden: int, nz: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden, 2 * nz, bias=False)
+
+    def forward(self, h: torch.Tensor) -> Posterior:
+        mu, logvar = self.linear(h).chunk(2, -1)
+        return Gaussian(mu, logvar)
+
+
+class LSTMDecoder(nn.Module):
+    """p(x|z): z joined to every input embedding, c0 = W z, h0 = tanh(c0); optional z -> logits skip path."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, skip: bool = False):
+        super().__init__()
+        self.nz = cfg.nz
+        self.embed = nn.Embedding(vocab_size, cfg.emb)
+        self.drop_in = nn.Dropout(cfg.dec_dropout_in)
+        self.lstm = nn.LSTM(cfg.emb + cfg.nz, cfg.dec_hidden, batch_first=True)
+        self.init_state = nn.Linear(cfg.nz, cfg.dec_hidden, bias=False) if cfg.nz else None
+        self.drop_out = nn.Dropout(cfg.dec_dropout_out)
+        self.out = nn.Linear(cfg.dec_hidden, vocab_size, bias=False)
+        self.skip = nn.Linear(cfg.nz, vocab_size, bias=False) if skip and cfg.nz else None
+
+    def logits(self, inputs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """inputs [R, L] token ids, z [R, nz] or None -> logits [R, L, V]."""
+        emb = self.drop_in(self.embed(inputs))
+        state = None
+        if z is not None and self.nz:
+            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1)], -1)
+            c0 = self.init_state(z).unsqueeze(0)
+            state = (torch.tanh(c0), c0)
+        h, _ = self.lstm(emb, state)
+        logits = self.out(self.drop_out(h))
+        if self.skip is not None:
+            logits = logits + self.skip(z).unsqueeze(1)
+        return logits
+
+    def log_prob(self, tokens: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """log p(x|z) summed over the targets w1..wn </s>.
+
+        tokens [B, T+2] (<s> .. </s>); z [B, n, nz] (n samples per sentence) or None -> [B, n] (n=1 if None).
+        """
+        B = tokens.shape[0]
+        n = 1 if z is None else z.shape[1]
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        if n > 1:
+            inputs = inputs.repeat_interleave(n, 0)
+            targets = targets.repeat_interleave(n, 0)
+        logits = self.logits(inputs, None if z is None else z.reshape(B * n, -1))
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return -nll.view(B, n, -1).sum(-1)
+
+
+class TextVAE(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, *, latent: bool = True, skip: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = LSTMEncoder(cfg, vocab_size) if latent else None
+        self.head: nn.Module | None = GaussianHead(cfg.enc_hidden, cfg.nz) if latent else None
+        self.decoder = LSTMDecoder(cfg if latent else _no_latent(cfg), vocab_size, skip=skip)
+        self.reset_parameters()
+
+    @property
+    def has_latent(self) -> bool:
+        return self.encoder is not None
+
+    def reset_parameters(self, module: nn.Module | None = None) -> None:
+        """He et al.: U(-0.01, 0.01) for weights, U(-0.1, 0.1) for embeddings; BN layers keep their own init."""
+        for m in (module or self).modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.uniform_(m.weight, -self.cfg.emb_init_range, self.cfg.emb_init_range)
+            elif isinstance(m, (nn.LSTM, nn.Linear)):
+                for p in m.parameters(recurse=False):
+                    nn.init.uniform_(p, -self.cfg.init_range, self.cfg.init_range)
+
+    def posterior(self, tokens: torch.Tensor) -> Posterior:
+        return self.head(self.encoder(tokens))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        if not self.has_latent:
+            return []
+        return [p for m in (self.encoder, self.head) for p in m.parameters() if p.requires_grad]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.decoder.parameters() if p.requires_grad]
+
+
+def _no_latent(cfg: ModelConfig) -> ModelConfig:
+    return dataclasses.replace(cfg, nz=0)

@@ -1,0 +1,172 @@
+"""Read result records (``DIR/results/*.json``, else ``DIR/results.jsonl``) into records and frames.
+
+Anything schema-conforming must load; so must a record missing optional parts. Unreadable files are
+collected, not raised, so that one torn file cannot hide a whole sweep.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRICS = ("nll", "ppl", "elbo", "recon", "kl", "mi", "au")
+TIMING = ("train_seconds", "steps", "seconds_per_step", "eval_seconds", "peak_memory_mb", "threads")
+PROVENANCE = ("harness_version", "git", "python", "platform", "hostname", "started", "finished", "dataset_hash")
+CURVE_KEYS = ("valid_kl", "valid_mi", "valid_au", "train_kl", "valid_loss", "kl_weight")
+KEYS = ["dataset", "size", "label"]
+
+
+@dataclass
+class Loaded:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)   # (file name, reason)
+    source: str = ""
+
+
+def read_records(run_dir: str | Path) -> Loaded:
+    run_dir = Path(run_dir)
+    results = run_dir / "results"
+    files = sorted(results.glob("*.json")) if results.is_dir() else []
+    out = Loaded(source=str(results))
+    if files:
+        for f in files:
+            try:
+                rec = json.loads(f.read_text(encoding="utf-8"))
+                _check(rec)
+                out.records.append(rec)
+            except (OSError, ValueError) as e:
+                out.unreadable.append((f.name, f"{type(e).__name__}: {e}"))
+    elif (run_dir / "results.jsonl").is_file():     # rebuilding from a shared results.jsonl alone
+        out.source = str(run_dir / "results.jsonl")
+        for i, line in enumerate((run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                    _check(rec)
+                    out.records.append(rec)
+                except ValueError as e:
+                    out.unreadable.append((f"results.jsonl:{i}", f"{type(e).__name__}: {e}"))
+    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), _seed_key(r.get("seed"))))
+    return out
+
+
+def _check(rec: Any) -> None:
+    if not isinstance(rec, dict):
+        raise ValueError("a result file must hold a JSON object")
+
+
+def _seed_key(seed: Any) -> tuple[int, str]:
+    return (0, f"{seed:012d}") if isinstance(seed, int) else (1, str(seed))
+
+
+def num(x: Any) -> float:
+    """A finite float, else NaN (missing, null, non-numeric, bool or non-finite)."""
+    if isinstance(x, bool) or x is None:
+        return math.nan
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+def params_of(rec: dict[str, Any]) -> dict[str, Any]:
+    p = rec.get("params")
+    return p if isinstance(p, dict) else {}
+
+
+def label_of(rec: dict[str, Any]) -> str:
+    if rec.get("label"):
+        return str(rec["label"])
+    p = params_of(rec)
+    inner = ",".join(f"{k}={v}" for k, v in sorted(p.items()))
+    return f"{rec.get('method', '?')}({inner})" if inner else str(rec.get("method", "?"))
+
+
+def status_of(rec: dict[str, Any]) -> str:
+    s = rec.get("status")
+    if s is None:
+        return "ok" if rec.get("metrics") else "failed"
+    return "ok" if s == "ok" else "failed"
+
+
+def _error(rec: dict[str, Any]) -> tuple[str, str]:
+    err = rec.get("error")
+    if isinstance(err, dict):
+        return str(err.get("type") or ""), str(err.get("message") or "")
+    return ("", str(err)) if err else ("", "")
+
+
+def probe_key(k: Any) -> tuple[int, float, str]:
+    return (0, float(k), "") if not math.isnan(num(k)) else (1, 0.0, str(k))
+
+
+def _probe(metrics: dict[str, Any]) -> dict[str, float]:
+    probe = metrics.get("probe")
+    if not isinstance(probe, dict):
+        return {}
+    out = {}
+    for k, v in probe.items():
+        out[f"probe@{k}"] = num(v.get("mean") if isinstance(v, dict) else v)
+    return out
+
+
+def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    timing = rec.get("timing") if isinstance(rec.get("timing"), dict) else {}
+    prov = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else {}
+    cfg = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+    etype, emsg = _error(rec)
+    row: dict[str, Any] = {
+        "cell": str(rec.get("cell") or f"record{file_index}"),
+        "method": str(rec.get("method", "?")), "label": label_of(rec),
+        "params": json.dumps(params_of(rec), sort_keys=True, default=str),
+        "dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")), "seed": rec.get("seed"),
+        "status": status_of(rec), "error_type": etype, "error_message": emsg,
+    }
+    row |= {k: num(metrics.get(k)) for k in METRICS}
+    row |= {k: num(timing.get(k)) for k in TIMING}
+    row |= {k: (None if prov.get(k) is None else str(prov[k])) for k in PROVENANCE}
+    pk = prov.get("packages")
+    row["torch"] = str(pk["torch"]) if isinstance(pk, dict) and pk.get("torch") else None
+    row["device"] = str(cfg["device"]) if cfg.get("device") else None
+    row["iw_samples"] = metrics.get("iw_samples")
+    row["mi_estimator"] = metrics.get("mi_estimator")
+    row |= _probe(metrics)
+    return row
+
+
+def frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [_row(r, i) for i, r in enumerate(records)]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["cell", "method", "label", "params", "dataset", "size", "seed", "status",
+                                     "error_type", "error_message", *METRICS, *TIMING])
+    probes = sorted((c for c in df.columns if c.startswith("probe@")), key=lambda c: probe_key(c[6:]))
+    rest = [c for c in df.columns if not c.startswith("probe@")]
+    return df[rest + probes]
+
+
+def curves_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long frame of per-epoch curves of the ok cells: dataset, size, label, seed, epoch, step, curve keys."""
+    rows = []
+    for rec in records:
+        curves = rec.get("curves")
+        if status_of(rec) != "ok" or not isinstance(curves, list):
+            continue
+        base = {"dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")),
+                "label": label_of(rec), "seed": str(rec.get("seed"))}
+        for i, point in enumerate(curves, 1):
+            if isinstance(point, dict):
+                rows.append(base | {"epoch": num(point.get("epoch", i)), "step": num(point.get("step"))}
+                            | {k: num(point.get(k)) for k in CURVE_KEYS})
+    return pd.DataFrame(rows, columns=["dataset", "size", "label", "seed", "epoch", "step", *CURVE_KEYS])
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """One row per result file (failed cells included, status 'failed'); probe columns ``probe@<labels>``."""
+    return frame(read_records(run_dir).records)

@@ -1,0 +1,173 @@
+"""Board plots as inline SVG (matplotlib Figure without pyplot, seaborn lineplot/scatterplot/barplot only)."""
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import matplotlib as mpl
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .table import Board
+
+CURVES = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"))
+BAND = ("ci", 95)    # seaborn's bootstrap 95% CI over seeds; seed=0 keeps the SVG reproducible
+
+
+def plain(s: str) -> str:
+    """Text matplotlib draws verbatim: no mathtext from '$', and a leading '_' would hide a legend entry."""
+    s = s.replace("$", r"\$")
+    return " " + s if s.startswith("_") else s
+
+
+def palette(labels: list[str]) -> dict[str, tuple[float, float, float]]:
+    colours = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
+    return {plain(l): c for l, c in zip(labels, colours)}
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)   # pandas/seaborn version chatter
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        with mpl.rc_context({"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10}), \
+                sns.axes_style("whitegrid"):
+            yield
+
+
+def to_svg(fig: Figure, salt: str) -> str:
+    buf = io.StringIO()
+    with mpl.rc_context({"svg.hashsalt": salt}):   # ids unique per figure: several SVGs share one document
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def _legend_outside(fig: Figure, axes: list[Axes]) -> None:
+    handles, labels = [], []
+    for ax in axes:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+        if ax.get_legend():
+            ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
+def curves(curves: pd.DataFrame, pal: dict) -> Figure | None:
+    keys = [(k, t) for k, t in CURVES if k in curves and curves[k].notna().any()]
+    if curves.empty or not keys:
+        return None
+    fig = Figure(figsize=(3.6 * len(keys), 3.0), layout="constrained")
+    axes = list(fig.subplots(1, len(keys), squeeze=False)[0])
+    for ax, (k, title) in zip(axes, keys):
+        data = curves[curves[k].notna()]
+        sns.lineplot(data, x="epoch", y=k, hue="label", palette=pal, errorbar=BAND, seed=0, ax=ax,
+                     marker="o", markersize=3)
+        ax.set(title=title, xlabel="epoch", ylabel="")
+    _legend_outside(fig, axes)
+    return fig
+
+
+def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Labels not dominated in (lower NLL, higher MI), by increasing NLL."""
+    front, best_mi = [], -math.inf
+    for p in sorted(points, key=lambda p: (p[1], -p[2])):
+        if p[2] > best_mi:
+            front.append(p)
+            best_mi = p[2]
+    return front
+
+
+def pareto(board: Board, pal: dict) -> Figure | None:
+    pts = []
+    for r in board.rows:
+        nll, mi = r.cells["nll"].summary, r.cells["mi"].summary
+        if nll and mi:
+            pts.append((r.label, nll, mi))
+    if not pts:
+        return None
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    data = pd.DataFrame({"label": [plain(p[0]) for p in pts], "nll": [p[1].mean for p in pts],
+                         "mi": [p[2].mean for p in pts]})
+    for (_, n, m), lab in zip(pts, data["label"]):
+        ax.errorbar(n.mean, m.mean, xerr=_half(n), yerr=_half(m), color=pal.get(lab, "grey"), alpha=0.6,
+                    capsize=2, lw=1, zorder=1)
+    sns.scatterplot(data, x="nll", y="mi", hue="label", palette=pal, s=45, ax=ax, zorder=3)
+    front = pareto_front([(p[0], p[1].mean, p[2].mean) for p in pts])
+    ax.plot([p[1] for p in front], [p[2] for p in front], drawstyle="steps-post", color="black", lw=1.2,
+            ls="--", zorder=2, label="Pareto front")
+    ax.scatter([p[1] for p in front], [p[2] for p in front], s=140, facecolors="none", edgecolors="black", zorder=4)
+    ax.set(xlabel="NLL (nats) ↓", ylabel="MI (nats) ↑", title="NLL against MI (bars: 95% t-interval)")
+    _legend_outside(fig, [ax])
+    return fig
+
+
+def _half(s) -> float:
+    return 0.0 if s.n < 2 else (s.hi - s.lo) / 2
+
+
+def probe(runs: pd.DataFrame, pal: dict, scale: float) -> Figure | None:
+    cols = [c for c in runs.columns if c.startswith("probe@")]
+    ok = runs[runs["status"] == "ok"]
+    long = ok.melt(id_vars=["label", "seed"], value_vars=cols, var_name="labels", value_name="acc").dropna()
+    long["labels"] = pd.to_numeric(long["labels"].str[6:], errors="coerce")
+    long = long.dropna()
+    if long.empty:
+        return None
+    long["acc"] *= scale
+    long["label"] = long["label"].map(plain)
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    sns.lineplot(long, x="labels", y="acc", hue="label", palette=pal, errorbar=BAND, seed=0, marker="o", ax=ax)
+    if long["labels"].min() > 0 and long["labels"].nunique() > 1:
+        ax.set_xscale("log")
+    ax.set(xlabel="number of labelled examples", ylabel="accuracy %" if scale == 100 else "accuracy",
+           title="Probe accuracy against labels")
+    _legend_outside(fig, [ax])
+    return fig
+
+
+def time_ratio(runs: pd.DataFrame, pal: dict) -> Figure | None:
+    ok = runs[(runs["status"] == "ok") & runs["time_ratio"].notna()][["label", "time_ratio"]]
+    if ok.empty:
+        return None
+    ok = ok.assign(label=ok["label"].map(plain))
+    order = ok.groupby("label")["time_ratio"].mean().sort_values().index.tolist()
+    fig = Figure(figsize=(5.6, 0.5 + 0.32 * len(order)), layout="constrained")
+    ax = fig.subplots()
+    sns.barplot(ok, x="time_ratio", y="label", hue="label", order=order, palette=pal, errorbar=BAND, seed=0,
+                legend=False, ax=ax)
+    ax.axvline(1.0, color="black", lw=1, ls="--")
+    ax.set(xlabel="training time / vanilla (same seed) ↓", ylabel="", title="Wall-clock ratio to vanilla")
+    return fig
+
+
+def board_plots(board: Board, curve_frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(title, svg) for each plot the board's data supports."""
+    labels = [r.label for r in board.rows]
+    pal = palette(labels)
+    mine = curve_frame[(curve_frame["dataset"] == board.dataset) & (curve_frame["size"] == board.size)]
+    mine = mine.assign(label=mine["label"].map(plain))
+    scale = next((m.scale for m in board.metrics if m.key.startswith("probe@")), 1.0)
+    makers: list[tuple[str, Callable[[], Figure | None]]] = [
+        ("KL, MI and AU over training (validation; band: 95% CI over seeds)", lambda: curves(mine, pal)),
+        ("NLL against MI, Pareto front", lambda: pareto(board, pal)),
+        ("Probe accuracy against number of labels", lambda: probe(board.runs, pal, scale)),
+        ("Training time ratio to vanilla", lambda: time_ratio(board.runs, pal)),
+    ]
+    out = []
+    with _style():
+        for i, (title, make) in enumerate(makers):
+            fig = make()
+            if fig is not None:
+                out.append((title, to_svg(fig, f"{board.anchor}-{i}")))
+    return out

@@ -1,0 +1,188 @@
+"""The leaderboard model: one board per (dataset, size), one row per label, one cell per metric."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from . import published
+from .load import probe_key
+from .stats import Summary, mark_best, ranks, summarize
+
+ARROWS = {"lower": "↓", "higher": "↑", None: ""}
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str
+    better: str | None          # "lower", "higher" or None (no better direction)
+    digits: int
+    scale: float = 1.0          # display = value * scale (probe accuracy as %)
+    rank_group: str | None = None   # metrics of one group are averaged into one rank; None: not ranked
+    unit: str = ""
+
+    @property
+    def arrow(self) -> str:
+        return ARROWS[self.better]
+
+    @property
+    def hint(self) -> str:
+        return {"lower": "lower is better", "higher": "higher is better"}.get(self.better or "", "no better direction")
+
+
+@dataclass
+class Cell:
+    summary: Summary | None
+    metric: Metric
+    best: bool = False
+    tied: bool = False
+    paper: str | None = None
+
+    def _f(self, x: float) -> str:
+        return f"{x * self.metric.scale:.{self.metric.digits}f}"
+
+    @property
+    def value(self) -> str:                 # data-value for sorting; '' sorts last
+        return "" if self.summary is None else repr(self.summary.mean * self.metric.scale)
+
+    @property
+    def text(self) -> str:
+        s = self.summary
+        if s is None:
+            return "–"
+        return f"{self._f(s.mean)} ({s.n})" if s.n < 2 else f"{self._f(s.mean)} ± {self._f(s.sd)} ({s.n})"
+
+    @property
+    def ci(self) -> str:
+        s = self.summary
+        return "" if s is None or s.n < 2 else f"[{self._f(s.lo)}, {self._f(s.hi)}]"
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    params: dict[str, Any]
+    n_ok: int
+    n_failed: int
+    errors: list[str]
+    cells: dict[str, Cell] = field(default_factory=dict)
+    mean_rank: float | None = None
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.n_ok == 0 else ("partial" if self.n_failed else "ok")
+
+    @property
+    def params_text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+
+
+@dataclass
+class Board:
+    dataset: str
+    size: str
+    metrics: list[Metric]
+    rows: list[Row]
+    runs: pd.DataFrame
+    paper: list[published.PaperTable] = field(default_factory=list)
+    paper_matches: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (table, model) -> labels
+    plots: list[tuple[str, str]] = field(default_factory=list)                     # (title, inline svg)
+
+    @property
+    def anchor(self) -> str:
+        return "board-" + "".join(c if c.isalnum() else "-" for c in f"{self.dataset}-{self.size}")
+
+
+def _metrics(runs: pd.DataFrame) -> list[Metric]:
+    out = [Metric("nll", "NLL", "lower", 2, rank_group="nll", unit="nats"),
+           Metric("ppl", "PPL", "lower", 2),
+           Metric("kl", "KL", None, 2, unit="nats"),
+           Metric("mi", "MI", "higher", 2, rank_group="mi", unit="nats"),
+           Metric("au", "AU", "higher", 1, rank_group="au")]
+    probes = sorted((c for c in runs.columns if c.startswith("probe@") and runs[c].notna().any()),
+                    key=lambda c: probe_key(c[6:]))
+    if probes:
+        scale = 100.0 if (runs[probes].abs().max().max() <= 1.0) else 1.0   # fractions shown as %
+        out += [Metric(c, f"probe {c[6:]}", "higher", 1, scale, "probe", "% accuracy") for c in probes]
+    out.append(Metric("time_ratio", "time ×vanilla", "lower", 2, rank_group="time"))
+    return out
+
+
+def _errors(failed: pd.DataFrame) -> list[str]:
+    by_msg: dict[str, list[str]] = {}
+    for _, r in failed.iterrows():
+        msg = ": ".join(x for x in (r["error_type"], r["error_message"]) if x) or "failed (no error recorded)"
+        by_msg.setdefault(msg, []).append(str(r["seed"]))
+    return [f"seed{'s' if len(s) > 1 else ''} {', '.join(s)}: {m}" for m, s in by_msg.items()]
+
+
+def _row(label: str, cells: pd.DataFrame, metrics: list[Metric], tables: list[published.PaperTable]) -> Row:
+    ok = cells[cells["status"] == "ok"]
+    first = cells.iloc[0]
+    params = json.loads(first["params"])
+    row = Row(label, first["method"], params, len(ok), len(cells) - len(ok), _errors(cells[cells["status"] != "ok"]))
+    paper = published.paper_values(tables, first["method"], params)
+    for m in metrics:
+        values = ok[m.key].tolist() if m.key in ok else []
+        row.cells[m.key] = Cell(summarize(values), m, paper=paper.get(m.key))
+    return row
+
+
+def _mark(rows: list[Row], metrics: list[Metric]) -> None:
+    """Best/tied flags per metric and the mean rank over rank groups (probe label counts count once)."""
+    group_ranks: dict[str, dict[str, list[float]]] = {}
+    for m in metrics:
+        sums = {r.label: r.cells[m.key].summary for r in rows}
+        best, tie = mark_best(sums, m.better)
+        for r in rows:
+            r.cells[m.key].best, r.cells[m.key].tied = r.label in best, r.label in tie
+        if m.rank_group and m.better:
+            for label, rk in ranks({k: s.mean for k, s in sums.items() if s}, m.better).items():
+                group_ranks.setdefault(label, {}).setdefault(m.rank_group, []).append(rk)
+    for r in rows:
+        groups = group_ranks.get(r.label)
+        if groups:
+            r.mean_rank = sum(sum(v) / len(v) for v in groups.values()) / len(groups)
+
+
+def _sort_key(r: Row) -> tuple[int, float, str]:
+    return (r.status == "failed", math.inf if r.mean_rank is None else r.mean_rank, r.label)
+
+
+def build_boards(df: pd.DataFrame) -> list[Board]:
+    """Boards sorted by dataset and size; rows by mean rank, failed rows last. ``df`` has ``time_ratio``."""
+    boards = []
+    for (dataset, size), runs in df.groupby(["dataset", "size"], sort=True):
+        metrics = _metrics(runs)
+        tables = published.tables_for(str(dataset), str(size))
+        rows = [_row(str(label), cells, metrics, tables) for label, cells in runs.groupby("label", sort=True)]
+        _mark(rows, metrics)
+        rows.sort(key=_sort_key)
+        matches = {(t.title, pr.model): [r.label for r in rows if pr.matches(r.method, r.params)]
+                   for t in tables for pr in t.rows}
+        boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches))
+    return boards
+
+
+def aggregate_frame(boards: list[Board]) -> pd.DataFrame:
+    """The aggregated results.csv: one line per board row, raw units (probe accuracy as in the results)."""
+    lines = []
+    for b in boards:
+        for r in b.rows:
+            line: dict[str, Any] = {"dataset": b.dataset, "size": b.size, "label": r.label, "method": r.method,
+                                    "params": json.dumps(r.params, sort_keys=True), "status": r.status,
+                                    "n_ok": r.n_ok, "n_failed": r.n_failed, "errors": " | ".join(r.errors)}
+            for m in b.metrics:
+                c, s = r.cells[m.key], r.cells[m.key].summary
+                line |= {f"{m.key}_mean": s.mean if s else None, f"{m.key}_sd": s.sd if s else None,
+                         f"{m.key}_n": s.n if s else 0, f"{m.key}_ci95_low": s.lo if s else None,
+                         f"{m.key}_ci95_high": s.hi if s else None, f"{m.key}_best": c.best,
+                         f"{m.key}_tied": c.tied}
+            line["mean_rank"] = r.mean_rank
+            lines.append(line)
+    return pd.DataFrame(lines)

@@ -1,0 +1,155 @@
+"""A sweep is a list of cells (method with params × dataset × size × seed); each cell trains, scores and
+becomes one result file. Finished cells are skipped on rerun; a failing cell is recorded and the sweep goes on."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from . import registry
+from .config import SizeConfig, size_config
+from .data import Corpus, DataLimits, load_corpus
+from .evaluate import score
+from .method import Method
+from .store import ResultStore, SCHEMA, now, provenance, safe_name, short_hash
+from .train import Trainer
+
+DATA_SEED = 0   # every cell of a dataset sees the same subsample and splits, whatever the run seed
+
+
+@dataclass
+class CellSpec:
+    method: str
+    dataset: str
+    size: str
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)        # typed method hyperparameters
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"train": {"epochs": 3}, ...}
+    data_dir: str | None = None
+    device: str = "cpu"
+
+    def make_method(self) -> Method:
+        cls = registry.get(self.method)
+        return cls(cls.Params(**self.params))
+
+    def size_config(self) -> SizeConfig:
+        return size_config(self.size, self.dataset).replace(**self.overrides)
+
+    @property
+    def label(self) -> str:
+        return self.make_method().label
+
+    @property
+    def cell(self) -> str:
+        name = f"{safe_name(self.label)}__{self.dataset}__{self.size}__seed{self.seed}"
+        return name + (f"__cfg{short_hash(self.overrides)}" if self.overrides else "")
+
+
+@functools.lru_cache(maxsize=4)
+def _corpus(name: str, data_dir: str | None, limits: DataLimits) -> Corpus:
+    return load_corpus(name, data_dir, limits, seed=DATA_SEED)
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (kB on Linux)
+
+
+def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train and score one cell. Never raises for a failure inside the cell: returns a 'failed' record."""
+    record: dict[str, Any] = {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": spec.params,
+                              "label": spec.method, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
+                              "status": "failed", "error": None, "metrics": {}, "timing": {}, "curves": [],
+                              "config": {}, "provenance": {**provenance(), "started": now()}}
+    trainer = None
+    try:
+        method = spec.make_method()
+        cfg = spec.size_config()
+        record.update(label=method.label, params=method.params.to_dict(),
+                      config={**cfg.to_dict(), "device": spec.device, "method": method.params.to_dict()})
+        torch.set_num_threads(cfg.train.threads)
+        corpus = _corpus(spec.dataset, spec.data_dir, cfg.limits)
+        record["provenance"]["dataset_hash"] = corpus.fingerprint()
+        total = cfg.train.epochs * max(1, len(corpus.train) // cfg.train.batch_size)
+        trainer = Trainer(method, cfg, corpus, seed=spec.seed, device=spec.device,
+                          on_step=(lambda s: on_step(s, total)) if on_step else None)
+        timing = trainer.fit()
+        t0 = time.perf_counter()
+        record["metrics"] = score(method, trainer.model, corpus, cfg.eval, trainer.device, spec.seed)
+        timing.update(eval_seconds=time.perf_counter() - t0, threads=cfg.train.threads)
+        record.update(status="ok", timing=timing)
+    except Exception as e:  # noqa: BLE001 - a failed cell must be recorded, not lose the sweep
+        record["error"] = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+    finally:
+        if trainer is not None:
+            record["curves"] = trainer.curves
+        record["timing"]["peak_memory_mb"] = peak_memory_mb(spec.device)
+        record["provenance"]["finished"] = now()
+    return record
+
+
+class SerialExecutor:
+    """Runs cells one after another in this process."""
+
+    def map(self, fn: Callable[[CellSpec], dict], specs: list[CellSpec], on_result: Callable[[dict], None]) -> None:
+        for spec in specs:
+            on_result(fn(spec))
+
+
+def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
+              fn: Callable[[CellSpec], dict] = run_cell, on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run every cell not already finished; the driver writes each record the moment it arrives."""
+    store = ResultStore(out_dir)
+    specs = list(specs)
+    pending = [s for s in specs if overwrite or not store.is_done(s.cell)]
+
+    def done(record: dict) -> None:
+        store.write(record)
+        if on_result:
+            on_result(record)
+
+    (executor or SerialExecutor()).map(fn, pending, done)
+    return [store.load(s.cell) for s in specs if store.load(s.cell) is not None]
+
+
+def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: list[int],
+           settings: dict[str, dict[str, str]] | None = None, **common) -> list[CellSpec]:
+    """Cells for every combination. `settings` maps a method name (or 'train'/'model'/'eval'/'limits')
+    to string values from `--set`, converted to typed values and validated here, before anything runs."""
+    settings = settings or {}
+    sections = {k: v for k, v in settings.items() if k in ("train", "model", "eval", "limits")}
+    unknown = set(settings) - set(sections) - {registry.get(m).name for m in methods}
+    for name in unknown:
+        registry.get(name)  # an unknown name raises with the list of known ones
+        raise ValueError(f"--set {name}.… given, but {name!r} is not among --methods {','.join(methods)}")
+    overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in sections.items()}
+    cells = []
+    for m in methods:
+        cls = registry.get(m)
+        params = cls.Params.from_strings(cls.name, settings.get(cls.name, {})).to_dict()
+        for d in datasets:
+            for size in sizes:
+                for seed in seeds:
+                    spec = CellSpec(cls.name, d, size, seed, params, overrides, **common)
+                    spec.size_config()  # validate overrides now
+                    cells.append(spec)
+    return cells
+
+
+def _typed_field(section: str, key: str, raw: str) -> Any:
+    from .method import _convert
+    cls = type(getattr(size_config("smoke", "synthetic"), section))
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    if key not in hints:
+        raise ValueError(f"--set {section}.{key}: unknown field; {section} fields are: {', '.join(sorted(hints))}")
+    import typing
+    return _convert(raw, typing.get_type_hints(cls)[key], f"{section}.{key}")
