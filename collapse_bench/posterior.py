@@ -97,6 +97,8 @@ class Gaussian(Posterior):
 
     def cross_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         # sum_d (z-mu)^2/var expanded into three matrix products: O(M*B*nz) in BLAS, no [M, B, nz] tensor.
-        inv_var = (-self.logvar).exp()
-        quad = z.pow(2) @ inv_var.T - 2 * z @ (self.mu * inv_var).T + (self.mu.pow(2) * inv_var).sum(-1)
-        return -0.5 * (self.nz * LOG_2PI + self.logvar.sum(-1) + quad)
+        # In float64: the expansion cancels large terms when posteriors are sharp (var ~ 1e-5).
+        z, mu, logvar = z.double(), self.mu.double(), self.logvar.double()
+        inv_var = (-logvar).exp()
+        quad = z.pow(2) @ inv_var.T - 2 * z @ (mu * inv_var).T + (mu.pow(2) * inv_var).sum(-1)
+        return -0.5 * (self.nz * LOG_2PI + logvar.sum(-1) + quad)

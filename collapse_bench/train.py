@@ -95,9 +95,11 @@ class Trainer:
         tc = self.cfg.train
         key = "valid_recon" if self.method.select_on == "recon" else "valid_loss"
         self.model.train()
-        self.method.before_training(self)
+        t_start = time.perf_counter()
+        self.method.before_training(self)   # e.g. AE pretraining: counted as training time
+        setup_time = time.perf_counter() - t_start
         best, best_state, ref, bad_epochs, decays = float("inf"), None, float("inf"), 0, 0
-        train_time, t_start = 0.0, time.perf_counter()
+        train_time = 0.0
         for epoch in range(1, tc.epochs + 1):
             t0 = time.perf_counter()
             sums, n = {}, 0
@@ -137,6 +139,7 @@ class Trainer:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
-        return {"train_seconds": train_time, "wall_seconds": time.perf_counter() - t_start, "steps": self.step,
+        return {"train_seconds": setup_time + train_time, "before_training_seconds": setup_time,
+                "wall_seconds": time.perf_counter() - t_start, "steps": self.step,
                 "seconds_per_step": train_time / max(self.step, 1), "epochs": len(self.curves), "decays": decays,
                 "best_valid": best}

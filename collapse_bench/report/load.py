@@ -50,7 +50,7 @@ def read_records(run_dir: str | Path) -> Loaded:
                     out.records.append(rec)
                 except ValueError as e:
                     out.unreadable.append((f"results.jsonl:{i}", f"{type(e).__name__}: {e}"))
-    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), _seed_key(r.get("seed"))))
+    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), seed_key(r.get("seed"))))
     return out
 
 
@@ -59,8 +59,8 @@ def _check(rec: Any) -> None:
         raise ValueError("a result file must hold a JSON object")
 
 
-def _seed_key(seed: Any) -> tuple[int, str]:
-    return (0, f"{seed:012d}") if isinstance(seed, int) else (1, str(seed))
+def seed_key(seed: Any) -> tuple[int, int, str]:
+    return (0, seed, "") if isinstance(seed, int) and not isinstance(seed, bool) else (1, 0, str(seed))
 
 
 def num(x: Any) -> float:
@@ -134,8 +134,7 @@ def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
     pk = prov.get("packages")
     row["torch"] = str(pk["torch"]) if isinstance(pk, dict) and pk.get("torch") else None
     row["device"] = str(cfg["device"]) if cfg.get("device") else None
-    row["iw_samples"] = metrics.get("iw_samples")
-    row["mi_estimator"] = metrics.get("mi_estimator")
+    row |= {k: (None if metrics.get(k) is None else str(metrics[k])) for k in ("iw_samples", "mi_estimator")}
     row |= _probe(metrics)
     return row
 

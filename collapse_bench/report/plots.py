@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from .table import Board
 
 CURVES = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"))
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)   # RDF boilerplate, dead weight inline
 BAND = ("ci", 95)    # seaborn's bootstrap 95% CI over seeds; seed=0 keeps the SVG reproducible
 
 
@@ -45,7 +47,7 @@ def to_svg(fig: Figure, salt: str) -> str:
     with mpl.rc_context({"svg.hashsalt": salt}):   # ids unique per figure: several SVGs share one document
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    return _METADATA.sub("", svg[svg.index("<svg"):])
 
 
 def _legend_outside(fig: Figure, axes: list[Axes]) -> None:
@@ -151,10 +153,8 @@ def time_ratio(runs: pd.DataFrame, pal: dict) -> Figure | None:
     return fig
 
 
-def board_plots(board: Board, curve_frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """(title, svg) for each plot the board's data supports."""
-    labels = [r.label for r in board.rows]
-    pal = palette(labels)
+def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict) -> list[tuple[str, str]]:
+    """(title, svg) for each plot the board's data supports; ``pal`` from ``palette`` keeps colours across boards."""
     mine = curve_frame[(curve_frame["dataset"] == board.dataset) & (curve_frame["size"] == board.size)]
     mine = mine.assign(label=mine["label"].map(plain))
     scale = next((m.scale for m in board.metrics if m.key.startswith("probe@")), 1.0)

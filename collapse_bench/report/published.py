@@ -139,5 +139,5 @@ def paper_values(tables: list[PaperTable], method: str, params: dict[str, Any]) 
     for t in tables:
         row = next((r for r in t.rows if r.matches(method, params)), None)
         if row is not None:
-            out |= {k: v for k, v in zip(t.keys, row.values) if k}
+            out |= {k: ("–" if v == "-" else v) for k, v in zip(t.keys, row.values) if k}
     return out

@@ -50,11 +50,17 @@ class Cell:
         return "" if self.summary is None else repr(self.summary.mean * self.metric.scale)
 
     @property
-    def text(self) -> str:
+    def main(self) -> str:
         s = self.summary
-        if s is None:
-            return "–"
-        return f"{self._f(s.mean)} ({s.n})" if s.n < 2 else f"{self._f(s.mean)} ± {self._f(s.sd)} ({s.n})"
+        return "–" if s is None else self._f(s.mean) if s.n < 2 else f"{self._f(s.mean)} ± {self._f(s.sd)}"
+
+    @property
+    def n(self) -> str:
+        return "" if self.summary is None else f"({self.summary.n})"
+
+    @property
+    def text(self) -> str:
+        return f"{self.main} {self.n}".strip()
 
     @property
     def ci(self) -> str:
@@ -108,9 +114,18 @@ def _metrics(runs: pd.DataFrame) -> list[Metric]:
                     key=lambda c: probe_key(c[6:]))
     if probes:
         scale = 100.0 if (runs[probes].abs().max().max() <= 1.0) else 1.0   # fractions shown as %
-        out += [Metric(c, f"probe {c[6:]}", "higher", 1, scale, "probe", "% accuracy") for c in probes]
+        out += [Metric(c, f"probe {_count(c[6:])}", "higher", 1, scale, "probe", "% accuracy") for c in probes]
     out.append(Metric("time_ratio", "time ×vanilla", "lower", 2, rank_group="time"))
     return out
+
+
+def _count(k: str) -> str:
+    """Label counts as the paper prints them: 1000 → 1k."""
+    try:
+        n = int(k)
+    except ValueError:
+        return k
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
 def _errors(failed: pd.DataFrame) -> list[str]:

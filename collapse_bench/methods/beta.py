@@ -1,0 +1,24 @@
+from dataclasses import dataclass
+
+from ..config import TrainConfig
+from ..registry import register
+from ._common import Remedy, RemedyParams, require
+
+
+@register("beta", aliases=("beta-vae",))
+class BetaVAE(Remedy):
+    """β-VAE (Higgins et al. 2017; He et al. 2019's rows): rec + β·KL with a constant β, no annealing."""
+
+    @dataclass(frozen=True)
+    class Params(RemedyParams):
+        beta: float = 0.4          # BN-VAE quotes β = 0.4; He et al. report 0.2/0.4/0.6/0.8
+
+        def validate(self) -> None:
+            require(self.beta >= 0, f"beta.beta={self.beta!r} must be >= 0 (0 is an autoencoder; try 0.4)")
+
+        @staticmethod
+        def search_space(trial) -> dict:
+            return {"beta": trial.suggest_float("beta", 0.1, 1.0)}
+
+    def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
+        return self.params.beta

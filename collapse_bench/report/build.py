@@ -1,0 +1,110 @@
+"""Assemble the page: records → boards → plots → one self-contained HTML, plus results.csv and results.jsonl."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from . import published
+from .load import Loaded, curves_frame, frame, read_records, seed_key
+from .plots import board_plots, palette
+from .stats import add_time_ratio
+from .table import Board, aggregate_frame, build_boards
+
+CSV_NAME, JSONL_NAME = "results.csv", "results.jsonl"
+
+
+def _uniq(values: Any, sep: str = ", ") -> str:
+    vals = sorted({str(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))})
+    return sep.join(vals) if vals else "–"
+
+
+def _seeds(values: Any) -> str:
+    seeds = {v for v in values if v is not None and v == v}   # v == v drops NaN
+    return ", ".join(str(s) for s in sorted(seeds, key=seed_key)) or "–"
+
+
+def _info(df: pd.DataFrame, loaded: Loaded) -> dict[str, str]:
+    col = lambda c: df[c] if c in df else []  # noqa: E731
+    n_ok = int((df["status"] == "ok").sum()) if not df.empty else 0
+    threads = _uniq(int(t) for t in col("threads") if t == t)
+    return {
+        "harness_version": _uniq(col("harness_version")), "git": _uniq(col("git")),
+        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": min((s for s in col("started") if s), default="–"),
+        "finished": max((s for s in col("finished") if s), default="–"),
+        "machine": " · ".join([_uniq(col("hostname")), _uniq(col("platform")), f"Python {_uniq(col('python'))}",
+                               f"torch {_uniq(col('torch'))}", f"device {_uniq(col('device'))}",
+                               f"threads {threads}"]),
+        "datasets": _uniq(col("dataset")), "sizes": _uniq(col("size")), "seeds": _seeds(col("seed")),
+        "cells": f"{len(df)} ({n_ok} ok, {len(df) - n_ok} failed)",
+        "protocol": f"IW samples {_uniq(col('iw_samples'))}; MI estimator {_uniq(col('mi_estimator'))}",
+        "source": loaded.source,
+    }
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else (
+        f"{x:.{digits}f}" if isinstance(x, float) else str(x))
+
+
+def _runs(board: Board) -> list[dict[str, str]]:
+    out = []
+    for r in board.runs.sort_values(["label", "cell"]).to_dict("records"):
+        err = ": ".join(x for x in (r["error_type"], r["error_message"]) if x)
+        out.append({"cell": r["cell"], "seed": _fmt(r["seed"]), "status": r["status"],
+                    "train_seconds": _fmt(r["train_seconds"]), "seconds_per_step": _fmt(r["seconds_per_step"], 4),
+                    "eval_seconds": _fmt(r["eval_seconds"]), "peak_memory_mb": _fmt(r["peak_memory_mb"], 0),
+                    "threads": _fmt(r["threads"], 0), "device": _fmt(r.get("device")), "torch": _fmt(r.get("torch")),
+                    "git": _fmt(r.get("git")), "finished": _fmt(r.get("finished")), "error": err})
+    return out
+
+
+def _template() -> jinja2.Template:
+    # autoescape=True: every plug-in or config string is escaped; only our own SVG is passed as Markup.
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    text = resources.files(__package__).joinpath("templates/leaderboard.html").read_text(encoding="utf-8")
+    return env.from_string(text)
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic replace, so a reader never sees half a page."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def build_report(run_dir: str | Path, out_file: str | Path | None = None) -> Path:
+    """Build the leaderboard from ``run_dir/results/*.json`` (or ``run_dir/results.jsonl``); return its path.
+
+    Writes ``results.csv`` (aggregated) and ``results.jsonl`` (raw records) beside the HTML.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out_file) if out_file is not None else run_dir / "leaderboard.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    loaded = read_records(run_dir)
+    df = add_time_ratio(frame(loaded.records))
+    boards = build_boards(df)
+    curves = curves_frame(loaded.records)
+    pal = palette(sorted(df["label"].unique()) if not df.empty else [])
+    for b in boards:
+        b.plots = [(title, Markup(svg)) for title, svg in board_plots(b, curves, pal)]
+    _write(out.parent / JSONL_NAME,
+           "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in loaded.records))
+    _write(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))
+    html = _template().render(info=_info(df, loaded), boards=boards, unreadable=loaded.unreadable,
+                              citation=published.CITATION, csv_name=CSV_NAME, jsonl_name=JSONL_NAME, runs_of=_runs)
+    _write(out, html)
+    return out

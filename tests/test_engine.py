@@ -1,0 +1,119 @@
+"""The engine end to end: registry errors, CLI, result files, resume, failure handling, real corpora."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from collapse_bench import registry
+from collapse_bench.cli import main
+from collapse_bench.config import ConfigError, size_config
+from collapse_bench.sweep import CellSpec, expand, run_cell, run_sweep
+
+DATA = Path(os.environ.get("COLLAPSE_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+needs_data = pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason=f"corpora not found at {DATA}")
+METRICS = ("nll", "ppl", "elbo", "recon", "kl", "mi", "au", "probe")
+ONE_EPOCH = {"train": {"epochs": 1}}
+
+
+def test_unknown_method_lists_known_ones_and_a_close_match():
+    with pytest.raises(registry.UnknownMethodError) as e:
+        registry.get("vanila")
+    assert "'vanilla'" in str(e.value) and "Known methods:" in str(e.value) and "lm" in str(e.value)
+
+
+def test_aliases_resolve_to_the_registered_class():
+    assert registry.get("vae") is registry.get("vanilla")
+
+
+def test_cli_rejects_bad_input_with_the_fix(capsys):
+    assert main(["run", "--methods", "vanila", "--size", "smoke", "--out", "/tmp/never"]) == 2
+    assert "Did you mean 'vanilla'" in capsys.readouterr().err
+    assert main(["run", "--methods", "vanilla", "--set", "vanilla.gamma=1", "--out", "/tmp/never"]) == 2
+    assert "has no parameter 'gamma'" in capsys.readouterr().err
+    assert main(["run", "--methods", "vanilla", "--set", "train.epochs=zero", "--out", "/tmp/never"]) == 2
+    assert "train.epochs" in capsys.readouterr().err
+    assert main(["run", "--methods", "vanilla", "--size", "huge", "--out", "/tmp/never"]) == 2
+    assert "smoke, default, paper" in capsys.readouterr().err
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="train.lr"):
+        size_config("smoke", "synthetic").replace(train={"lr": -1.0})
+    with pytest.raises(ConfigError, match="unknown train field"):
+        size_config("smoke", "synthetic").replace(train={"epoch": 1})
+
+
+def test_list_shows_every_method_with_a_description(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in registry.names():
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert len(line.split(None, 1)[1]) > 10
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", "--methods", "vanilla,ae,lm", "--size", "smoke", "--out", str(out), "--no-report"])
+    return code, out
+
+
+def test_run_writes_one_complete_result_file_per_cell(smoke_run):
+    code, out = smoke_run
+    assert code == 0
+    files = sorted((out / "results").glob("*.json"))
+    assert len(files) == 3
+    for f in files:
+        rec = json.loads(f.read_text())
+        assert rec["status"] == "ok", rec["error"]
+        assert set(METRICS) <= set(rec["metrics"])
+        assert rec["timing"]["train_seconds"] > 0 and rec["timing"]["peak_memory_mb"] > 0
+        assert len(rec["curves"]) == 2 and {"valid_mi", "valid_au", "valid_kl"} <= set(rec["curves"][0])
+        assert rec["provenance"]["dataset_hash"] and rec["provenance"]["packages"]["torch"]
+        assert rec["config"]["model"]["nz"] == size_config("smoke", "synthetic").model.nz
+    by = {json.loads(f.read_text())["method"]: json.loads(f.read_text())["metrics"] for f in files}
+    assert by["lm"]["kl"] == 0 and by["lm"]["probe"] == {} and by["lm"]["nll"] == pytest.approx(by["lm"]["recon"])
+    assert by["ae"]["kl"] > by["vanilla"]["kl"]          # the AE's KL is unpenalised
+    assert set(by["vanilla"]["probe"]) == {"100"}
+
+
+def test_rerun_skips_finished_cells(smoke_run):
+    _, out = smoke_run
+    before = {f.name: f.stat().st_mtime_ns for f in (out / "results").glob("*.json")}
+    ran = []
+    specs = expand(["vanilla", "ae", "lm"], ["synthetic"], ["smoke"], [0])
+    run_sweep(specs, out, fn=lambda s: ran.append(s) or run_cell(s))
+    assert ran == []
+    assert before == {f.name: f.stat().st_mtime_ns for f in (out / "results").glob("*.json")}
+
+
+def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
+    good = CellSpec("vanilla", "synthetic", "smoke", 0, overrides=ONE_EPOCH)
+    bad = CellSpec("vanilla", "yelp", "smoke", 0, overrides=ONE_EPOCH, data_dir=str(tmp_path))
+    records = run_sweep([bad, good], tmp_path)
+    status = {r["dataset"]: r for r in records}
+    assert status["yelp"]["status"] == "failed" and "yelp.train.txt" in status["yelp"]["error"]["message"]
+    assert status["synthetic"]["status"] == "ok"
+    # the rerun retries only the failed cell
+    ran = []
+    run_sweep([bad, good], tmp_path, fn=lambda s: ran.append(s.dataset) or run_cell(s))
+    assert ran == ["yelp"]
+
+
+def test_same_seed_same_metrics():
+    spec = CellSpec("vanilla", "synthetic", "smoke", 3, overrides=ONE_EPOCH)
+    a, b = run_cell(spec), run_cell(spec)
+    assert a["status"] == "ok"
+    assert a["metrics"] == b["metrics"]
+    assert run_cell(CellSpec("vanilla", "synthetic", "smoke", 4, overrides=ONE_EPOCH))["metrics"] != a["metrics"]
+
+
+@needs_data
+@pytest.mark.parametrize("dataset", ["short-yelp", "ptb", "yahoo-mini"])
+def test_real_corpora_run_at_smoke_size(dataset):
+    rec = run_cell(CellSpec("vanilla", dataset, "smoke", 0, overrides=ONE_EPOCH, data_dir=str(DATA)))
+    assert rec["status"] == "ok", rec["error"]
+    m = rec["metrics"]
+    assert 1 < m["ppl"] < 1e5 and m["nll"] <= m["elbo"] + 1.0
+    assert (set(m["probe"]) == {"100"}) == (dataset == "short-yelp")   # only short-yelp has labels here

@@ -1,0 +1,334 @@
+"""The HTML leaderboard: tables, statistics, escaping, files beside the page, and a real headless browser."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collapse_bench.report import build_report, load_results
+from collapse_bench.report.load import frame
+from collapse_bench.report.published import tables_for
+from collapse_bench.report.stats import add_time_ratio, mark_best, summarize, tied, welch_p
+from collapse_bench.report.table import build_boards
+
+XSS = "<script>alert(1)</script>"
+PROBE_LABELS = (100, 500, 1000, 2000, 10000)
+
+# label -> (method, params, nll, kl, mi, au, probe accuracy at 100 labels, train seconds)
+PROFILES: dict[str, tuple[str, dict[str, Any], float, float, float | None, float, float | None, float]] = {
+    "vanilla": ("vanilla", {}, 357.9, 0.05, 0.02, 0.0, 0.55, 100.0),
+    "bnvae(gamma=0.6)": ("bnvae", {"gamma": 0.6}, 356.4, 6.4, 5.4, 32.0, 0.86, 103.0),
+    "bnvae(gamma=0.7)": ("bnvae", {"gamma": 0.7}, 356.0, 9.0, 7.3, 32.0, 0.88, 104.0),
+    "fb(target_kl=4.0)": ("fb", {"target_kl": 4.0}, 359.1, 4.0, 1.9, 30.0, 0.78, 108.0),
+    "lm": ("lm", {}, 351.2, 0.0, None, 0.0, None, 80.0),
+    XSS: (XSS, {"evil": XSS}, 358.5, 2.0, 1.0, 5.0, 0.65, 120.0),
+}
+
+
+def record(label: str, method: str, seed: int, *, params: dict[str, Any] | None = None, dataset: str = "synthetic",
+           size: str = "smoke", metrics: dict[str, Any] | None = None, train_seconds: float = 10.0,
+           curves: list[dict[str, Any]] | None = None, error: dict[str, str] | None = None) -> dict[str, Any]:
+    """A schema-1 result record (ARCHITECTURE.md); ``error`` makes it a failed cell with empty metrics."""
+    params = params or {}
+    cell = f"{label}__{dataset}__{size}__seed{seed}"
+    return {
+        "schema": 1, "cell": cell, "method": method, "params": params, "label": label,
+        "dataset": dataset, "size": size, "seed": seed, "status": "failed" if error else "ok", "error": error,
+        "metrics": {} if error else (metrics or {}),
+        "timing": {"train_seconds": train_seconds, "steps": 300, "seconds_per_step": train_seconds / 300,
+                   "eval_seconds": 2.5, "peak_memory_mb": 612.0, "threads": 2},
+        "curves": [] if error else (curves or []),
+        "config": {"model": {"nz": 32}, "train": {"epochs": 3}, "eval": {"iw_samples": 50}, "limits": {}, "device": "cpu"},
+        "provenance": {"harness_version": "0.1.0", "git": "abc1234", "dataset_hash": "sha256:00",
+                       "packages": {"torch": "2.13.0"}, "python": "3.11.7", "platform": "Linux-x86_64",
+                       "hostname": "ci-box", "started": f"2026-11-21T10:{seed:02d}:00", "finished": f"2026-11-21T10:{seed:02d}:30"},
+    }
+
+
+def realistic(label: str, seed: int, dataset: str, size: str, labels: bool) -> dict[str, Any]:
+    method, params, nll, kl, mi, au, acc, secs = PROFILES[label]
+    rng = np.random.default_rng([seed, len(label), int(nll * 10)])
+    jitter = lambda s: float(rng.normal(0, s))  # noqa: E731
+    probe = {} if not labels or acc is None else {
+        str(n): {"mean": min(0.99, acc + 0.02 * i + jitter(0.01)), "sd": 0.01, "n": 3} for i, n in enumerate(PROBE_LABELS)}
+    metrics = {"nll": nll + jitter(0.3), "ppl": math.exp((nll + jitter(0.3)) / 90), "elbo": nll + kl + 1.0, "recon": nll,
+               "kl": max(0.0, kl + jitter(0.1)), "mi": None if mi is None else max(0.0, mi + jitter(0.1)),
+               "au": au, "probe": probe, "iw_samples": 50, "mi_estimator": "full-set mixture (Li et al. 2019)"}
+    curves = [{"epoch": e, "step": 100 * e, "lr": 1.0, "kl_weight": min(1.0, 0.1 + 0.3 * e), "train_loss": nll + 20 / e,
+               "train_kl": kl * e / 3, "valid_loss": nll + 15 / e, "valid_recon": nll, "valid_kl": kl * e / 3 + jitter(0.1),
+               "valid_mi": None if mi is None else mi * e / 3 + jitter(0.1), "valid_au": round(au * e / 3)}
+              for e in (1, 2, 3)]
+    return record(label, method, seed, params=params, dataset=dataset, size=size, metrics=metrics,
+                  train_seconds=secs * (1 + 0.1 * seed) + jitter(1.0), curves=curves)
+
+
+def write(run_dir: Path, records: list[dict[str, Any]]) -> Path:
+    (run_dir / "results").mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(records):
+        name = str(r.get("cell", f"record{i}")).replace("/", "_")
+        (run_dir / "results" / f"{name}.json").write_text(json.dumps(r), encoding="utf-8")
+    return run_dir
+
+
+def sweep(run_dir: Path) -> Path:
+    """Six labels × 3 seeds on synthetic/smoke (with probe) and on yelp/paper (no labels), one failed cell."""
+    recs = [realistic(label, s, ds, size, ds == "synthetic") for ds, size in (("synthetic", "smoke"), ("yelp", "paper"))
+            for label in PROFILES for s in (0, 1, 2)]
+    recs.append(record("savae", "savae", 0, error={"type": "RuntimeError", "message": "CUDA <oom> & out of memory",
+                                                     "traceback": "Traceback ..."}))
+    return write(run_dir, recs)
+
+
+class BoardParser(HTMLParser):
+    """Rows of every ``table.board``: tr class, label (first data-value), cell texts, data-values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boards: list[list[dict[str, Any]]] = []
+        self._in_board, self._row, self._cell = False, None, None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._in_board = a.get("class") == "board"
+            if self._in_board:
+                self.boards.append([])
+        elif self._in_board and tag == "tr" and a.get("class"):
+            self._row = {"cls": a["class"], "cells": [], "values": []}
+        elif self._row is not None and tag == "td":
+            self._cell = []
+            self._row["values"].append(a.get("data-value"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self._row["cells"].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self._row["label"] = self._row["values"][0]
+            self.boards[-1].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._in_board = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(html: str) -> list[list[dict[str, Any]]]:
+    p = BoardParser()
+    p.feed(html)
+    return p.boards
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run = sweep(tmp_path_factory.mktemp("run"))
+    out = build_report(run)
+    return out, out.read_text(encoding="utf-8")
+
+
+def test_load_results_one_row_per_file_with_failed_cells(built: tuple[Path, str]) -> None:
+    df = load_results(built[0].parent)
+    assert len(df) == 2 * 6 * 3 + 1
+    failed = df[df["status"] == "failed"]
+    assert failed["label"].tolist() == ["savae"] and "out of memory" in failed["error_message"].iloc[0]
+    assert {"nll", "mi", "au", "train_seconds", "probe@100", "probe@10000"} <= set(df.columns)
+    assert df.loc[df["label"] == "lm", "mi"].isna().all()
+
+
+def test_one_row_per_label_per_board_and_failed_row(built: tuple[Path, str]) -> None:
+    out, html = built
+    assert out == out.parent / "leaderboard.html"
+    synthetic, yelp = parse(html)
+    assert sorted(r["label"] for r in synthetic) == sorted([*PROFILES, "savae"])
+    assert sorted(r["label"] for r in yelp) == sorted(PROFILES)
+    (failed,) = [r for r in synthetic if r["cls"] == "failed"]
+    assert failed["label"] == "savae" and synthetic[-1] is failed          # failed rows sort last
+    assert "failed" in failed["cells"][-1] and "RuntimeError: CUDA <oom> & out of memory" in failed["cells"][-1]
+    assert "CUDA &lt;oom&gt; &amp; out of memory" in html
+    assert all(c == "–" for c in failed["cells"][2:-2])                       # every metric shows a dash
+
+
+def test_plugin_strings_are_escaped(built: tuple[Path, str]) -> None:
+    html = built[1]
+    assert XSS not in html and html.count("<script") == 1                     # only our sort script
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<svg") >= 7                                            # 4 plots + 3 without a probe board
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|<link[^>]+stylesheet|@import""", html)  # offline
+
+
+def test_missing_metrics_are_dashes(built: tuple[Path, str]) -> None:
+    synthetic, yelp = parse(built[1])
+    lm = next(r for r in synthetic if r["label"] == "lm")
+    header = ["method", "seeds", "nll", "ppl", "kl", "mi", "au", *(f"p{n}" for n in PROBE_LABELS), "time", "rank", "status"]
+    row = dict(zip(header, lm["cells"]))
+    assert row["mi"] == "–" and row["p100"] == "–" and "(3)" in row["nll"]
+    assert len(yelp[0]["cells"]) == len(header) - len(PROBE_LABELS)         # no probe columns without labels
+
+
+def test_published_figures_beside_ours(built: tuple[Path, str]) -> None:
+    synthetic, yelp = parse(built[1])
+    bn7 = next(r for r in yelp if r["label"] == "bnvae(gamma=0.7)")
+    assert "paper 355.9" in bn7["cells"][2] and "paper 7.4" in bn7["cells"][5]   # Yelp, from scratch
+    assert not any("paper" in c for r in synthetic for c in r["cells"])
+    (lm_table, time_table) = tables_for("yelp", "paper")
+    row = next(r for r in lm_table.rows if r.model == "BN-VAE (0.7) *" and not r.pretrained)
+    assert row.matches("bnvae", {"gamma": 0.7}) and not row.matches("bnvae", {"gamma": 0.6})
+    assert not row.matches("bnvae", {"gamma": 0.7, "pretrain": "ae"})
+    assert tables_for("short-yelp", "paper")[0].rows[-1].matches("bnvae", {"gamma": 0.7})
+    assert tables_for("yelp", "smoke") == []
+
+
+def test_tie_marking_on_known_numbers() -> None:
+    a, b, c = summarize([100, 101, 102]), summarize([100.5, 101.5, 102.5]), summarize([110, 111, 112])
+    assert a.mean == 101 and a.sd == pytest.approx(1.0)
+    assert a.lo == pytest.approx(101 - 4.302653 / math.sqrt(3), abs=1e-5)   # t_{0.975,2} = 4.302653
+    assert welch_p(a, b) == pytest.approx(0.5734, abs=1e-3) and tied(a, b)
+    assert welch_p(a, c) < 0.001 and not tied(a, c)
+    assert mark_best({"a": a, "b": b, "c": c, "d": None}, "lower") == ({"a"}, {"b"})
+    assert mark_best({"a": a, "b": b, "c": c}, "higher") == ({"c"}, set())
+    assert mark_best({"a": a, "b": b}, None) == (set(), set())                # KL: no direction, no best
+    one = summarize([101.0])
+    assert one.n == 1 and math.isnan(one.sd) and tied(a, one) and not tied(a, summarize([101.5]))
+
+
+def test_ties_and_ratio_in_the_built_table(tmp_path: Path) -> None:
+    nll = {"vanilla": [100, 101, 102], "near": [100.5, 101.5, 102.5], "far": [110, 111, 112]}
+    secs = {"vanilla": [10, 20, 40], "near": [20, 30, 40], "far": [10, 20, 40]}
+    recs = [record(m, m, s, metrics={"nll": nll[m][s], "kl": 1.0, "probe": {}}, train_seconds=secs[m][s])
+            for m in nll for s in range(3)]
+    recs.append(record("orphan", "orphan", 7, metrics={"nll": 105.0}, train_seconds=5.0))   # no vanilla seed 7
+    boards = build_boards(add_time_ratio(frame(recs)))
+    rows = {r.label: r for r in boards[0].rows}
+    assert rows["vanilla"].cells["nll"].best and rows["near"].cells["nll"].tied
+    assert not rows["far"].cells["nll"].tied and not rows["far"].cells["nll"].best
+    ratio = rows["near"].cells["time_ratio"].summary          # per seed 2, 1.5, 1: paired, not 90/70
+    assert (ratio.n, ratio.mean, ratio.sd) == (3, pytest.approx(1.5), pytest.approx(0.5))
+    assert (ratio.lo, ratio.hi) == (pytest.approx(1.5 - 1.242069, abs=1e-5), pytest.approx(1.5 + 1.242069, abs=1e-5))
+    assert rows["near"].cells["time_ratio"].text == "1.50 ± 0.50 (3)"
+    assert rows["vanilla"].cells["time_ratio"].summary.mean == 1.0 and rows["orphan"].cells["time_ratio"].summary is None
+    # far has vanilla's seconds (ratio 1 = best, shared); near's 1.5 ± 0.5 is not distinguishable from 1 (p ≈ 0.22)
+    assert rows["far"].cells["time_ratio"].best and rows["vanilla"].cells["time_ratio"].best
+    assert rows["near"].cells["time_ratio"].tied
+    # mean rank over NLL (vanilla 1, near 2, orphan 3, far 4) and time (vanilla = far = 1.5, near 3)
+    assert [(r.label, r.mean_rank) for r in boards[0].rows] == [("vanilla", 1.25), ("near", 2.5), ("far", 2.75),
+                                                                ("orphan", 3.0)]
+    none = build_boards(add_time_ratio(frame([r for r in recs if r["method"] != "vanilla"])))[0]
+    assert all(r.cells["time_ratio"].text == "–" for r in none.rows)
+
+
+def test_partial_failure_keeps_the_row(tmp_path: Path) -> None:
+    recs = [record("x", "x", 0, metrics={"nll": 1.0}), record("x", "x", 1, error={"type": "E", "message": "boom"})]
+    (row,) = build_boards(add_time_ratio(frame(recs)))[0].rows
+    assert (row.status, row.n_ok, row.n_failed, row.errors) == ("partial", 1, 1, ["seed 1: E: boom"])
+
+
+def test_csv_written_beside_the_page(built: tuple[Path, str]) -> None:
+    out = built[0]
+    csv = pd.read_csv(out.parent / "results.csv")
+    assert len(csv) == 7 + 6 and set(csv["dataset"]) == {"synthetic", "yelp"}
+    bn = csv[(csv["label"] == "bnvae(gamma=0.7)") & (csv["dataset"] == "synthetic")].iloc[0]
+    raw = load_results(out.parent)
+    mine = raw[(raw["label"] == "bnvae(gamma=0.7)") & (raw["dataset"] == "synthetic")]
+    assert bn["nll_mean"] == pytest.approx(mine["nll"].mean()) and bn["nll_n"] == 3
+    assert bn["nll_sd"] == pytest.approx(mine["nll"].std(ddof=1)) and bn["mi_best"]
+    assert csv.loc[csv["label"] == "savae", "status"].item() == "failed"
+    assert f'href="results.csv"' in built[1] and f'href="results.jsonl"' in built[1]
+
+
+def test_rebuild_from_raw_results_alone(built: tuple[Path, str], tmp_path: Path) -> None:
+    src = built[0].parent
+    shutil.copy(src / "results.jsonl", tmp_path / "results.jsonl")            # nothing else kept
+    again = build_report(tmp_path, tmp_path / "site" / "index.html")
+    assert again == tmp_path / "site" / "index.html"
+    assert (tmp_path / "site" / "results.csv").read_text() == (src / "results.csv").read_text()
+    assert (tmp_path / "site" / "results.jsonl").read_text() == (src / "results.jsonl").read_text()
+    strip = lambda h: "\n".join(l for l in h.splitlines() if "<dt>built</dt>" not in l)  # noqa: E731
+    assert strip(again.read_text()) == strip(built[1])
+
+
+def test_robust_to_sparse_and_broken_input(tmp_path: Path) -> None:
+    empty = build_report(tmp_path / "nothing")
+    assert "No result files" in empty.read_text()
+    run = write(tmp_path / "sparse", [
+        {"method": "vanilla", "dataset": "d", "size": "smoke", "seed": 0, "status": "ok", "metrics": {"nll": 3.0}},
+        {"method": "m$x$", "label": "_m$x$", "dataset": "d", "size": "smoke", "seed": "a", "status": "ok",
+         "params": {"k": [1, 2]}, "metrics": {"nll": "NaN", "mi": 1.0, "probe": {"all": {"mean": 0.5}}},
+         "curves": [{"epoch": 1, "valid_kl": 0.1}, "junk"], "timing": None, "provenance": None, "error": "?"},
+        {"cell": "c3", "method": "m", "dataset": "d", "size": "smoke", "seed": 1, "status": "failed", "error": "plain"},
+    ])
+    (run / "results" / "torn.json").write_text("{\"cell\": ", encoding="utf-8")
+    html = build_report(run).read_text()
+    assert "torn.json" in html and "_m$x$" in html and "plain" in html
+    (rows,) = parse(html)
+    assert len(rows) == 3
+
+
+# ----------------------------------------------------------------------------------------------- browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def _driver(profile: str):  # noqa: ANN202
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.skip(f"Debian chromium and chromium-driver are needed ({CHROMIUM}, {CHROMEDRIVER}); "
+                    "apt-get install chromium chromium-driver")
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1500,1800", f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+@pytest.mark.browser
+def test_page_in_headless_chromium(built: tuple[Path, str], tmp_path: Path) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                               {"source": "window.__alerts = []; window.alert = m => window.__alerts.push(String(m));"})
+        driver.get(built[0].as_uri())
+        table = driver.find_elements(By.CSS_SELECTOR, "table.board")[0]
+        order = lambda: [td.text.split("\n")[0] for td in table.find_elements(By.CSS_SELECTOR, "tbody td.name")]  # noqa: E731
+        before = order()
+        assert sorted(before) == sorted([*PROFILES, "savae"])
+        nll_th = next(th for th in table.find_elements(By.CSS_SELECTOR, "th") if th.text.startswith("NLL"))
+        nll_th.click()
+        ascending = order()
+        nll_th.click()
+        descending = order()
+        assert ascending != before and ascending[0] == "lm"                  # the LM has the lowest NLL
+        assert ascending[-1] == "savae" == descending[-1]                     # the failed row has no value: last
+        assert descending[:-1] == ascending[:-1][::-1]
+        assert XSS in order()                                                  # shown as text
+        assert driver.execute_script("return window.__alerts") == []
+        with pytest.raises(NoAlertPresentException):
+            driver.switch_to.alert.text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "figure svg")) >= 7
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+        png = tmp_path / "leaderboard.png"
+        driver.save_screenshot(str(png))
+        from PIL import Image
+        with Image.open(png) as img:
+            colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 64
+    finally:
+        driver.quit()
