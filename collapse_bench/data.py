@@ -378,7 +378,7 @@ def _short_yelp(files: dict[str, Path], seed: int) -> Corpus:
     sents += subsets[10000].sentences
     labels.append(subsets[10000].labels)
     # compare after mapping to the vocab, so sentences that differ only in OOV words are caught too
-    held_out = set()
+    held_out = {s.tobytes() for s in valid.sentences + test.sentences}
     keep = np.array([s.tobytes() not in held_out for s in sents], dtype=bool)
     train = Split(sents, np.concatenate(labels)).subset(np.flatnonzero(keep))
     return Corpus("short-yelp", vocab, train, valid, test, subsets, 2)
@@ -465,7 +465,7 @@ def bucket_batches(split: Split, batch_size: int, *, shuffle: bool = False, seed
     lens = split.lengths()
     flat = np.concatenate(split.sentences).astype(np.int64, copy=False)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    order = np.argsort(lens, kind="quicksort")
+    order = np.argsort(lens, kind="stable")
     batches: list[Batch] = []
     for group in np.split(order, np.flatnonzero(np.diff(lens[order])) + 1):
         T = int(lens[group[0]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,20 +33,21 @@ def _seeds(values: Any) -> str:
 
 
 def _info(df: pd.DataFrame, loaded: Loaded) -> dict[str, str]:
-    col = lambda c: df[c] if c in df else []  # noqa: E731
-    n_ok = int((df["status"] == "ok").sum()) if not df.empty else 0
-    threads = _uniq(int(t) for t in col("threads") if t == t)
+    def u(c: str) -> str:
+        return _uniq(df.get(c, []))
+
+    n_ok = int((df["status"] == "ok").sum())
+    threads = _uniq(int(t) for t in df.get("threads", []) if t == t)
     return {
-        "harness_version": _uniq(col("harness_version")), "git": _uniq(col("git")),
-        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "started": min((s for s in col("started") if s), default="–"),
-        "finished": max((s for s in col("finished") if s), default="–"),
-        "machine": " · ".join([_uniq(col("hostname")), _uniq(col("platform")), f"Python {_uniq(col('python'))}",
-                               f"torch {_uniq(col('torch'))}", f"device {_uniq(col('device'))}",
-                               f"threads {threads}"]),
-        "datasets": _uniq(col("dataset")), "sizes": _uniq(col("size")), "seeds": _seeds(col("seed")),
+        "harness_version": u("harness_version"), "git": u("git"),
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": min((s for s in df.get("started", []) if s), default="–"),
+        "finished": max((s for s in df.get("finished", []) if s), default="–"),
+        "machine": " · ".join([u("hostname"), u("platform"), f"Python {u('python')}", f"torch {u('torch')}",
+                               f"device {u('device')}", f"threads {threads}"]),
+        "datasets": u("dataset"), "sizes": u("size"), "seeds": _seeds(df.get("seed", [])),
         "cells": f"{len(df)} ({n_ok} ok, {len(df) - n_ok} failed)",
-        "protocol": f"IW samples {_uniq(col('iw_samples'))}; MI estimator {_uniq(col('mi_estimator'))}",
+        "protocol": f"IW samples {u('iw_samples')}; MI estimator {u('mi_estimator')}",
         "source": loaded.source,
     }
 

@@ -113,7 +113,8 @@ _PROBE_KEYS = ("probe@100", "probe@500", "probe@1000", "probe@2000", "probe@1000
 
 def _lm_tables(dataset: str) -> list[PaperTable]:
     i, name = (0, "Yahoo") if dataset == "yahoo" else (1, "Yelp")
-    lm_rows = tuple(PaperRow(m, meth, (yahoo, yelp)[i], p, pre, sec) for m, meth, yahoo, yelp, p, pre, sec in _LM_ROWS)
+    lm_rows = tuple(PaperRow(m, meth, (yahoo, yelp)[i], p, pre, sec)
+                    for m, meth, yahoo, yelp, p, pre, sec in _LM_ROWS)
     time_rows = tuple(PaperRow(m, meth, tuple(v[i].split()), p, pre) for m, meth, p, pre, *v in _TIME_ROWS)
     return [PaperTable(f"Language modelling, {name}", ("NLL", "KL", "MI", "AU"), ("nll", "kl", "mi", "au"), lm_rows),
             PaperTable(f"Training time, {name} (GPU hours, ratio to VAE)", ("hours", "ratio"), ("", "time_ratio"),
@@ -139,5 +140,5 @@ def paper_values(tables: list[PaperTable], method: str, params: dict[str, Any]) 
     for t in tables:
         row = next((r for r in t.rows if r.matches(method, params)), None)
         if row is not None:
-            out |= {k: ("–" if v == "-" else v) for k, v in zip(t.keys, row.values) if k}
+            out |= {k: ("–" if v == "-" else v) for k, v in zip(t.keys, row.values, strict=True) if k}
     return out

@@ -73,7 +73,7 @@ def add_time_ratio(df: pd.DataFrame) -> pd.DataFrame:
     ok = out["status"] == "ok"
     van = out[ok & (out["method"] == VANILLA) & (out["train_seconds"] > 0)]
     van = van.assign(_pref=van["params"] != "{}").sort_values(["_pref", "label"]).drop_duplicates(keys)
-    ref = van[keys + ["train_seconds"]].rename(columns={"train_seconds": "_ref"})
+    ref = van[[*keys, "train_seconds"]].rename(columns={"train_seconds": "_ref"})
     merged = out[keys].reset_index().merge(ref, on=keys, how="left").set_index("index")["_ref"]
     out["time_ratio"] = (out["train_seconds"] / merged).where(ok)
     return out

@@ -1,0 +1,70 @@
+from dataclasses import dataclass
+
+from ..registry import register
+from ._common import Remedy, RemedyParams, require
+
+
+@register("agg", aliases=("agg-vae", "aggressive", "lagging"))
+class AggressiveVAE(Remedy):
+    """Agg-VAE (He et al. 2019): encoder-only inner loop before each decoder step while validation MI rises.
+
+    Each iteration of the aggressive phase: up to `inner_steps` encoder-only updates on the annealed loss (the
+    current batch, then batches drawn uniformly with the trainer's rng); after every `window` sub-steps the mean
+    loss per predicted word of the window is compared with the previous window's and the loop stops once it
+    rises. Then one update of the decoder only on the current batch. The phase ends for good after the first
+    epoch whose validation MI (the Trainer's full-set estimate) is lower than the previous epoch's; as in
+    He et al.'s code the first epoch is compared with 0. Afterwards: plain annealed VAE steps."""
+
+    @dataclass(frozen=True)
+    class Params(RemedyParams):
+        inner_steps: int = 100      # cap on encoder sub-steps per iteration
+        window: int = 15            # batches per loss window of the stopping rule
+
+        def validate(self) -> None:
+            require(self.inner_steps >= 1, f"agg.inner_steps={self.inner_steps!r} must be >= 1 (He et al.: 100)")
+            require(self.window >= 1, f"agg.window={self.window!r} must be >= 1 (He et al.: 15)")
+
+        @staticmethod
+        def search_space(trial) -> dict:
+            return {"inner_steps": trial.suggest_int("inner_steps", 10, 100, log=True)}
+
+    aggressive: bool = True
+    aggressive_epochs: int = 0
+
+    def before_training(self, trainer) -> None:
+        super().before_training(trainer)
+        self.aggressive, self.aggressive_epochs, self._prev_mi = True, 0, 0.0
+
+    def _inner_loop(self, trainer, batch, kl_weight: float) -> int:
+        p = self.params
+        sub, cur, window_loss, window_words, prev = 0, batch, 0.0, 0, float("inf")
+        while sub < p.inner_steps:
+            out = self.loss(trainer.model, cur, kl_weight)
+            trainer.optimize(out.total, which="encoder")
+            sub += 1
+            window_loss += out.total.item() * cur.size
+            window_words += cur.size * (cur.tokens.shape[1] - 1)
+            if sub % p.window == 0:
+                mean = window_loss / window_words
+                if mean > prev:
+                    break
+                prev, window_loss, window_words = mean, 0.0, 0
+            cur = trainer.train_batches[int(trainer.rng.integers(len(trainer.train_batches)))].to(trainer.device)
+        return sub
+
+    def train_step(self, trainer, batch) -> dict[str, float]:
+        w = self.kl_weight(trainer.step, trainer.steps_per_epoch, trainer.cfg.train)
+        inner = self._inner_loop(trainer, batch, w) if self.aggressive else 0
+        out = self.loss(trainer.model, batch, w)
+        trainer.optimize(out.total, which="decoder" if self.aggressive else "both")
+        return {"loss": out.total.item(), "rec": out.rec.mean().item(), "kl": out.kl.mean().item(),
+                "kl_weight": w, "inner_steps": float(inner), "aggressive": float(self.aggressive)}
+
+    def on_epoch_end(self, trainer, epoch: int, valid: dict[str, float]) -> None:
+        if not self.aggressive:
+            return
+        self.aggressive_epochs = epoch
+        mi = valid["valid_mi"]
+        if mi < self._prev_mi:
+            self.aggressive = False
+        self._prev_mi = mi

@@ -1,0 +1,58 @@
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import TrainConfig
+from ..registry import register
+from ._common import Remedy, RemedyParams, require, require_rate
+
+
+def linear_schedule(t: float, total: float, start: float) -> float:
+    """start -> 1 linearly over `total` iterations, then 1."""
+    if total <= 0:
+        return 1.0
+    return min(1.0, start + (1.0 - start) * t / total)
+
+
+def sigmoid_schedule(t: float, total: float, start: float, steepness: float) -> float:
+    """start -> 1 along a logistic curve centred at total/2 with slope `steepness`/total, rescaled so that it
+    is exactly `start` at t=0 and exactly 1 from t=total on (Bowman et al. give the shape, not the constants)."""
+    if total <= 0:
+        return 1.0
+    s = lambda u: 1.0 / (1.0 + math.exp(-steepness * (u - 0.5)))  # noqa: E731
+    lo, hi = s(0.0), s(1.0)
+    u = min(max(t / total, 0.0), 1.0)
+    return start + (1.0 - start) * (s(u) - lo) / (hi - lo)
+
+
+@register("anneal", aliases=("kl-anneal", "bowman"))
+class Anneal(Remedy):
+    """KL cost annealing (Bowman et al. 2016): KL weight kl_start -> 1 along a sigmoid (default) or linear ramp."""
+
+    @dataclass(frozen=True)
+    class Params(RemedyParams):
+        schedule: Literal["sigmoid", "linear"] = "sigmoid"   # Bowman used a sigmoid; He et al. a linear ramp
+        kl_start: float = 0.0                                # Bowman's weight starts at 0
+        warm_up: float | None = None                         # epochs of N/batch iterations; None: train.warm_up
+        steepness: float = 10.0                              # sigmoid slope over the warm-up (sigmoid only)
+
+        def validate(self) -> None:
+            require(self.schedule in ("sigmoid", "linear"),
+                    f"anneal.schedule={self.schedule!r}: choose 'sigmoid' or 'linear'")
+            require_rate("anneal.kl_start", self.kl_start)
+            require(self.warm_up is None or self.warm_up > 0,
+                    f"anneal.warm_up={self.warm_up!r} must be > 0 epochs (or none to use train.warm_up)")
+            require(self.steepness > 0, f"anneal.steepness={self.steepness!r} must be > 0 (e.g. 10)")
+
+        @staticmethod
+        def search_space(trial) -> dict:
+            return {"schedule": trial.suggest_categorical("schedule", ["sigmoid", "linear"]),
+                    "warm_up": trial.suggest_float("warm_up", 1.0, 10.0),
+                    "steepness": trial.suggest_float("steepness", 4.0, 16.0)}
+
+    def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
+        p = self.params
+        total = (cfg.warm_up if p.warm_up is None else p.warm_up) * steps_per_epoch
+        if p.schedule == "linear":
+            return linear_schedule(step, total, p.kl_start)
+        return sigmoid_schedule(step, total, p.kl_start, p.steepness)

@@ -1,0 +1,67 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..config import ModelConfig
+from ..model import TextVAE
+from ..posterior import Gaussian
+from ..registry import register
+from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain
+
+
+class BNHead(nn.Module):
+    """GaussianHead with BatchNorm1d on mu: weight fixed at gamma (no gradient), bias beta learned from 0;
+    log sigma^2 untouched. PyTorch's BN defaults (momentum 0.1, eps 1e-5): batch statistics in train mode,
+    running statistics in eval mode."""
+
+    def __init__(self, hidden: int, nz: int, gamma: float):
+        super().__init__()
+        self.linear = nn.Linear(hidden, 2 * nz, bias=False)
+        self.bn = nn.BatchNorm1d(nz)
+        with torch.no_grad():
+            self.bn.weight.fill_(gamma)
+            self.bn.bias.zero_()
+        self.bn.weight.requires_grad_(False)
+
+    def forward(self, h: torch.Tensor) -> Gaussian:
+        mu, logvar = self.linear(h).chunk(2, -1)
+        return Gaussian(self.bn(mu), logvar)
+
+
+@register("bnvae", aliases=("bn-vae",))
+class BNVAE(PretrainAE, Remedy):
+    """BN-VAE (Zhu et al. 2020): batch norm on mu with γ fixed (0.6), β learned; E[KL] >= nz(γ²+β²)/2.
+
+    Training batches of fewer than 2 sentences are skipped (as in BNV), since batch statistics need two.
+    The encoder keeps the harness's U(+-0.01) initialisation (BNV's encoder used PyTorch defaults); the KL weight
+    follows the harness's annealing schedule. With pretrain='ae' the BN layer keeps its initial weight=gamma,
+    bias=0 (BNV resets it) and the decoder is freshly initialised."""
+
+    min_batch_size = 2
+
+    @dataclass(frozen=True)
+    class Params(RemedyParams):
+        gamma: float = 0.6          # 0.6 and 0.7 in the BN-VAE table
+        pretrain: Pretrain = "none"
+
+        def validate(self) -> None:
+            require(self.gamma > 0, f"bnvae.gamma={self.gamma!r} must be > 0 (it sets the KL floor nz*gamma^2/2; "
+                                    f"the paper uses 0.6 or 0.7)")
+            require_pretrain("bnvae", self.pretrain)
+
+        @staticmethod
+        def search_space(trial) -> dict:
+            return {"gamma": trial.suggest_float("gamma", 0.3, 1.0)}
+
+    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
+        model = TextVAE(cfg, vocab_size)
+        model.head = BNHead(cfg.enc_hidden, cfg.nz, self.params.gamma)
+        model.reset_parameters(model.head)     # the linear map; BN keeps gamma / 0
+        return model
+
+    @staticmethod
+    def kl_floor(model: TextVAE) -> float:
+        """nz (gamma^2 + mean_j beta_j^2) / 2 = sum_j (gamma^2 + beta_j^2) / 2: the bound on the batch-mean KL."""
+        bn = model.head.bn
+        return 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum())

@@ -1,0 +1,59 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..config import ModelConfig
+from ..model import TextVAE
+from ..posterior import Gaussian
+from ..registry import register
+from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain
+
+
+@register("fb", aliases=("free-bits",))
+class FreeBits(PretrainAE, Remedy):
+    """Free bits: Li et al.'s per-sentence-per-dimension KL floor (default) or Kingma et al.'s batch-level clamp.
+
+    mode='li' (Li et al. 2019, PRE/BNV `--fb 2`): the penalty of sentence i is sum_j max(KL_ij, target/nz), so a
+    dimension whose KL is below target/nz gets no gradient (PRE drops such terms with a 0/1 mask: the same
+    gradient; the max form keeps the penalty's value meaningful).
+    mode='kingma' (Kingma et al. 2016): z is split into `groups` equal groups and the penalty is
+    sum_g max(target/groups, E_batch[KL_g]): the KL is averaged over the minibatch first, then clamped.
+    The reported KL (ELBO, metrics) is always the true KL. With pretrain='ae' this is Li et al.'s AE+FB:
+    encoder from a trained AE, decoder re-initialised. KL weight: the harness's annealing schedule."""
+
+    @dataclass(frozen=True)
+    class Params(RemedyParams):
+        target: float = 4.0                     # lambda in nats for the whole code: "FB (4)" of the BN-VAE table
+        mode: Literal["li", "kingma"] = "li"
+        groups: int = 0                         # kingma only: number of groups; 0 = one group per dimension
+        pretrain: Pretrain = "none"
+
+        def validate(self) -> None:
+            require(self.target >= 0, f"fb.target={self.target!r} must be >= 0 nats (BN-VAE table: 4 or 5)")
+            require(self.mode in ("li", "kingma"), f"fb.mode={self.mode!r}: choose 'li' or 'kingma'")
+            require(self.groups >= 0, f"fb.groups={self.groups!r} must be >= 0 (0 = one group per dimension)")
+            require_pretrain("fb", self.pretrain)
+
+        @staticmethod
+        def search_space(trial) -> dict:
+            return {"target": trial.suggest_float("target", 1.0, 10.0)}
+
+    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
+        groups = self.params.groups or cfg.nz
+        require(self.params.mode == "li" or cfg.nz % groups == 0,
+                f"fb.groups={groups} does not divide model.nz={cfg.nz}; choose a divisor of nz (or 0)")
+        return super().build_model(cfg, vocab_size)
+
+    def kl_penalty(self, post: Gaussian) -> torch.Tensor:
+        kl = post.kl_per_dim()                                   # [B, nz]
+        nz = kl.shape[-1]
+        if self.params.mode == "li":
+            return kl.clamp(min=self.params.target / nz).sum(-1)
+        groups = self.params.groups or nz
+        kl_g = kl.view(kl.shape[0], groups, nz // groups).sum(-1)    # [B, G]
+        floor = self.params.target / groups
+        # sum_g max(floor, mean_B KL_g), written per sentence: its batch mean is the Kingma penalty and its
+        # gradient flows only through groups whose batch-mean KL exceeds the floor.
+        active = (kl_g.mean(0) > floor).to(kl_g.dtype).detach()
+        return (active * kl_g + (1 - active) * floor).sum(-1)

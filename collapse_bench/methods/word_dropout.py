@@ -1,0 +1,44 @@
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..data import UNK
+from ..method import Loss
+from ..registry import register
+from ._common import Remedy, RemedyParams, require_rate
+
+
+def drop_words(inputs: torch.Tensor, rate: float) -> torch.Tensor:
+    """Replace each decoder input word with <unk> with probability `rate`; position 0 (<s>) is kept."""
+    if rate <= 0:
+        return inputs
+    drop = torch.rand(inputs.shape, device=inputs.device) < rate
+    drop[:, 0] = False
+    return inputs.masked_fill(drop, UNK)
+
+
+@register("word-dropout", aliases=("wdrop", "word_dropout"))
+class WordDropout(Remedy):
+    """Word dropout (Bowman et al. 2016): decoder input words -> <unk> at `rate` during training; annealed ELBO."""
+
+    @dataclass(frozen=True)
+    class Params(RemedyParams):
+        rate: float = 0.25      # 1 - Bowman's keep rate k; the paper sweeps it, 0.25-0.5 is typical
+
+        def validate(self) -> None:
+            require_rate("word-dropout.rate", self.rate)
+
+        @staticmethod
+        def search_space(trial) -> dict:
+            return {"rate": trial.suggest_float("rate", 0.0, 0.75)}
+
+    def loss(self, model, batch, kl_weight: float) -> Loss:
+        post = self.encode(model, batch.tokens)
+        z = post.rsample(1)[:, 0]
+        inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]   # targets stay intact
+        logits = model.decoder.logits(drop_words(inputs, self.params.rate), z)
+        rec = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(-1)
+        kl = post.kl()
+        total = (rec + kl_weight * self.kl_penalty(post)).mean()
+        return Loss(total, rec.detach(), kl.detach())
