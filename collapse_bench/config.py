@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from .data import DataLimits
 
 SIZES = ("smoke", "default", "paper")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,7 @@ class TrainConfig:
     max_decays: int = 5
     threads: int = 1                # torch intra-op threads; fixed so serial and parallel runs time alike
     curve_sentences: int = 2000     # validation sentences used for the per-epoch MI/AU curve
+    precision: str = "fp32"         # "bf16": autocast matmuls to bfloat16 (2x matmul rate on CPUs with AMX/AVX512-BF16)
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
@@ -61,6 +63,7 @@ class TrainConfig:
         _check(0 <= self.kl_start <= 1, f"train.kl_start must be in [0, 1], got {self.kl_start}")
         _check(self.warm_up >= 0, f"train.warm_up must be >= 0, got {self.warm_up}")
         _check(self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")
+        _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,13 @@ class EvalConfig:
     probe_repeats: int = 5          # seeded subsets per label count where subsets are drawn
     au_threshold: float = 0.01
     batch_size: int = 256           # sentences per evaluation batch (still single-length buckets)
+    precision: str = "fp32"         # "bf16" autocasts scoring too; its drift against fp32 is in benchmarks/
 
     def __post_init__(self):
         _check(self.iw_samples >= 1, f"eval.iw_samples must be >= 1, got {self.iw_samples}")
         _check(self.iw_chunk_rows >= 1, "eval.iw_chunk_rows must be >= 1")
         _check(all(n > 0 for n in self.probe_labels), "eval.probe_labels must be positive")
+        _check(self.precision in PRECISIONS, f"eval.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from .config import EvalConfig
 from .data import Batch, Corpus, Split, bucket_batches
 from .method import Method
-from .model import TextVAE
+from .model import TextVAE, precision
 from .posterior import Posterior
 from .probe import draw_subsets, probe
 
@@ -120,6 +120,11 @@ def probe_features(method: Method, model: TextVAE, split: Split, batch_size: int
 def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
     """Every test metric of the protocol for a trained model (eval mode, best checkpoint)."""
     model.eval()
+    with precision(device, cfg.precision):
+        return _score(method, model, corpus, cfg, device, seed)
+
+
+def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
     test = corpus.test
     nll = iw_nll(method, model, test, cfg.iw_samples, cfg.iw_chunk_rows, cfg.batch_size, device)
     rec, kl = elbo_terms(method, model, test, cfg.batch_size, device)

@@ -14,6 +14,7 @@ from . import evaluate as ev
 from .config import SizeConfig
 from .data import Corpus, Split, bucket_batches
 from .method import Method
+from .model import precision
 
 
 def seed_everything(seed: int) -> None:
@@ -79,6 +80,10 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Validation ELBO with KL weight 1 (1 sample) plus MI/AU on a fixed subset, in eval mode."""
         self.model.eval()
+        with precision(self.device, self.cfg.eval.precision):
+            return self._validate()
+
+    def _validate(self) -> dict[str, float]:
         rec, kl = ev.elbo_terms(self.method, self.model, self.corpus.valid, self.cfg.eval.batch_size, self.device)
         out = {"valid_loss": float((rec + kl).mean()), "valid_recon": float(rec.mean()), "valid_kl": float(kl.mean())}
         if self.model.has_latent:
@@ -105,7 +110,8 @@ class Trainer:
             sums, n = {}, 0
             for i in self.rng.permutation(len(self.train_batches)):
                 batch = self.train_batches[i].to(self.device)
-                logs = self.method.train_step(self, batch)
+                with precision(self.device, tc.precision):
+                    logs = self.method.train_step(self, batch)
                 self.step += 1
                 n += 1
                 for k in ("loss", "kl", "kl_weight"):

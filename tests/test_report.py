@@ -48,10 +48,12 @@ def record(label: str, method: str, seed: int, *, params: dict[str, Any] | None 
         "timing": {"train_seconds": train_seconds, "steps": 300, "seconds_per_step": train_seconds / 300,
                    "eval_seconds": 2.5, "peak_memory_mb": 612.0, "threads": 2},
         "curves": [] if error else (curves or []),
-        "config": {"model": {"nz": 32}, "train": {"epochs": 3}, "eval": {"iw_samples": 50}, "limits": {}, "device": "cpu"},
+        "config": {"model": {"nz": 32}, "train": {"epochs": 3}, "eval": {"iw_samples": 50}, "limits": {},
+                   "device": "cpu"},
         "provenance": {"harness_version": "0.1.0", "git": "abc1234", "dataset_hash": "sha256:00",
                        "packages": {"torch": "2.13.0"}, "python": "3.11.7", "platform": "Linux-x86_64",
-                       "hostname": "ci-box", "started": f"2026-11-21T10:{seed:02d}:00", "finished": f"2026-11-21T10:{seed:02d}:30"},
+                       "hostname": "ci-box", "started": f"2026-11-21T10:{seed:02d}:00",
+                       "finished": f"2026-11-21T10:{seed:02d}:30"},
     }
 
 
@@ -59,13 +61,15 @@ def realistic(label: str, seed: int, dataset: str, size: str, labels: bool) -> d
     method, params, nll, kl, mi, au, acc, secs = PROFILES[label]
     rng = np.random.default_rng([seed, len(label), int(nll * 10)])
     jitter = lambda s: float(rng.normal(0, s))  # noqa: E731
-    probe = {} if not labels or acc is None else {
-        str(n): {"mean": min(0.99, acc + 0.02 * i + jitter(0.01)), "sd": 0.01, "n": 3} for i, n in enumerate(PROBE_LABELS)}
-    metrics = {"nll": nll + jitter(0.3), "ppl": math.exp((nll + jitter(0.3)) / 90), "elbo": nll + kl + 1.0, "recon": nll,
+    probe = {} if not labels or acc is None else {str(n): {"mean": min(0.99, acc + 0.02 * i + jitter(0.01)), "sd": 0.01,
+                                                           "n": 3} for i, n in enumerate(PROBE_LABELS)}
+    metrics = {"nll": nll + jitter(0.3), "ppl": math.exp((nll + jitter(0.3)) / 90), "elbo": nll + kl + 1.0,
+               "recon": nll,
                "kl": max(0.0, kl + jitter(0.1)), "mi": None if mi is None else max(0.0, mi + jitter(0.1)),
                "au": au, "probe": probe, "iw_samples": 50, "mi_estimator": "full-set mixture (Li et al. 2019)"}
     curves = [{"epoch": e, "step": 100 * e, "lr": 1.0, "kl_weight": min(1.0, 0.1 + 0.3 * e), "train_loss": nll + 20 / e,
-               "train_kl": kl * e / 3, "valid_loss": nll + 15 / e, "valid_recon": nll, "valid_kl": kl * e / 3 + jitter(0.1),
+               "train_kl": kl * e / 3, "valid_loss": nll + 15 / e, "valid_recon": nll,
+               "valid_kl": kl * e / 3 + jitter(0.1),
                "valid_mi": None if mi is None else mi * e / 3 + jitter(0.1), "valid_au": round(au * e / 3)}
               for e in (1, 2, 3)]
     return record(label, method, seed, params=params, dataset=dataset, size=size, metrics=metrics,
@@ -171,8 +175,9 @@ def test_plugin_strings_are_escaped(built: tuple[Path, str]) -> None:
 def test_missing_metrics_are_dashes(built: tuple[Path, str]) -> None:
     synthetic, yelp = parse(built[1])
     lm = next(r for r in synthetic if r["label"] == "lm")
-    header = ["method", "seeds", "nll", "ppl", "kl", "mi", "au", *(f"p{n}" for n in PROBE_LABELS), "time", "rank", "status"]
-    row = dict(zip(header, lm["cells"]))
+    header = ["method", "seeds", "nll", "ppl", "kl", "mi", "au", *(f"p{n}" for n in PROBE_LABELS), "time", "rank",
+              "status"]
+    row = dict(zip(header, lm["cells"], strict=True))
     assert row["mi"] == "–" and row["p100"] == "–" and "(3)" in row["nll"]
     assert len(yelp[0]["cells"]) == len(header) - len(PROBE_LABELS)         # no probe columns without labels
 
@@ -182,7 +187,9 @@ def test_published_figures_beside_ours(built: tuple[Path, str]) -> None:
     bn7 = next(r for r in yelp if r["label"] == "bnvae(gamma=0.7)")
     assert "paper 355.9" in bn7["cells"][2] and "paper 7.4" in bn7["cells"][5]   # Yelp, from scratch
     assert not any("paper" in c for r in synthetic for c in r["cells"])
-    (lm_table, time_table) = tables_for("yelp", "paper")
+    ours = re.findall(r'<td class="name">BN-VAE \(0.7\) \*</td>.*?<td class="text">([^<]*)</td>', built[1])
+    assert ours == ["bnvae(gamma=0.7)", "not run"]                           # from scratch; with a pretrained AE
+    lm_table, _ = tables_for("yelp", "paper")
     row = next(r for r in lm_table.rows if r.model == "BN-VAE (0.7) *" and not r.pretrained)
     assert row.matches("bnvae", {"gamma": 0.7}) and not row.matches("bnvae", {"gamma": 0.6})
     assert not row.matches("bnvae", {"gamma": 0.7, "pretrain": "ae"})
@@ -217,7 +224,8 @@ def test_ties_and_ratio_in_the_built_table(tmp_path: Path) -> None:
     assert (ratio.n, ratio.mean, ratio.sd) == (3, pytest.approx(1.5), pytest.approx(0.5))
     assert (ratio.lo, ratio.hi) == (pytest.approx(1.5 - 1.242069, abs=1e-5), pytest.approx(1.5 + 1.242069, abs=1e-5))
     assert rows["near"].cells["time_ratio"].text == "1.50 ± 0.50 (3)"
-    assert rows["vanilla"].cells["time_ratio"].summary.mean == 1.0 and rows["orphan"].cells["time_ratio"].summary is None
+    assert rows["vanilla"].cells["time_ratio"].summary.mean == 1.0
+    assert rows["orphan"].cells["time_ratio"].summary is None
     # far has vanilla's seconds (ratio 1 = best, shared); near's 1.5 ± 0.5 is not distinguishable from 1 (p ≈ 0.22)
     assert rows["far"].cells["time_ratio"].best and rows["vanilla"].cells["time_ratio"].best
     assert rows["near"].cells["time_ratio"].tied
@@ -244,7 +252,7 @@ def test_csv_written_beside_the_page(built: tuple[Path, str]) -> None:
     assert bn["nll_mean"] == pytest.approx(mine["nll"].mean()) and bn["nll_n"] == 3
     assert bn["nll_sd"] == pytest.approx(mine["nll"].std(ddof=1)) and bn["mi_best"]
     assert csv.loc[csv["label"] == "savae", "status"].item() == "failed"
-    assert f'href="results.csv"' in built[1] and f'href="results.jsonl"' in built[1]
+    assert 'href="results.csv"' in built[1] and 'href="results.jsonl"' in built[1]
 
 
 def test_rebuild_from_raw_results_alone(built: tuple[Path, str], tmp_path: Path) -> None:
@@ -254,7 +262,9 @@ def test_rebuild_from_raw_results_alone(built: tuple[Path, str], tmp_path: Path)
     assert again == tmp_path / "site" / "index.html"
     assert (tmp_path / "site" / "results.csv").read_text() == (src / "results.csv").read_text()
     assert (tmp_path / "site" / "results.jsonl").read_text() == (src / "results.jsonl").read_text()
-    strip = lambda h: "\n".join(l for l in h.splitlines() if "<dt>built</dt>" not in l)  # noqa: E731
+    def strip(html: str) -> list[str]:
+        return [line for line in html.splitlines() if "<dt>built</dt>" not in line]
+
     assert strip(again.read_text()) == strip(built[1])
 
 
@@ -262,17 +272,19 @@ def test_robust_to_sparse_and_broken_input(tmp_path: Path) -> None:
     empty = build_report(tmp_path / "nothing")
     assert "No result files" in empty.read_text()
     run = write(tmp_path / "sparse", [
-        {"method": "vanilla", "dataset": "d", "size": "smoke", "seed": 0, "status": "ok", "metrics": {"nll": 3.0}},
+        {"method": "vanilla", "dataset": "d", "size": "smoke", "seed": 0, "status": "ok", "metrics": {"nll": 3.0},
+         "provenance": {"started": "2026-01-01T00:00", "hostname": "h"}, "timing": {"threads": 2}},
         {"method": "m$x$", "label": "_m$x$", "dataset": "d", "size": "smoke", "seed": "a", "status": "ok",
          "params": {"k": [1, 2]}, "metrics": {"nll": "NaN", "mi": 1.0, "probe": {"all": {"mean": 0.5}}},
          "curves": [{"epoch": 1, "valid_kl": 0.1}, "junk"], "timing": None, "provenance": None, "error": "?"},
         {"cell": "c3", "method": "m", "dataset": "d", "size": "smoke", "seed": 1, "status": "failed", "error": "plain"},
+        {"cell": "c4", "method": "m", "dataset": "e", "seed": 0, "status": "failed", "metrics": {}},  # board all failed
     ])
     (run / "results" / "torn.json").write_text("{\"cell\": ", encoding="utf-8")
     html = build_report(run).read_text()
-    assert "torn.json" in html and "_m$x$" in html and "plain" in html
-    (rows,) = parse(html)
-    assert len(rows) == 3
+    assert "torn.json" in html and "_m$x$" in html and "plain" in html and "2026-01-01T00:00 →" in html
+    d, e = parse(html)
+    assert len(d) == 3 and [r["cls"] for r in e] == ["failed"]
 
 
 # ----------------------------------------------------------------------------------------------- browser
@@ -280,7 +292,7 @@ def test_robust_to_sparse_and_broken_input(tmp_path: Path) -> None:
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-def _driver(profile: str):  # noqa: ANN202
+def _driver(profile: str) -> Any:
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         pytest.skip(f"Debian chromium and chromium-driver are needed ({CHROMIUM}, {CHROMEDRIVER}); "
@@ -320,7 +332,7 @@ def test_page_in_headless_chromium(built: tuple[Path, str], tmp_path: Path) -> N
         assert XSS in order()                                                  # shown as text
         assert driver.execute_script("return window.__alerts") == []
         with pytest.raises(NoAlertPresentException):
-            driver.switch_to.alert.text
+            _ = driver.switch_to.alert.text
         assert len(driver.find_elements(By.CSS_SELECTOR, "figure svg")) >= 7
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []

@@ -41,8 +41,8 @@ def _info(df: pd.DataFrame, loaded: Loaded) -> dict[str, str]:
     return {
         "harness_version": u("harness_version"), "git": u("git"),
         "built": datetime.now(UTC).isoformat(timespec="seconds"),
-        "started": min((s for s in df.get("started", []) if s), default="–"),
-        "finished": max((s for s in df.get("finished", []) if s), default="–"),
+        "started": min((s for s in df.get("started", []) if isinstance(s, str)), default="–"),
+        "finished": max((s for s in df.get("finished", []) if isinstance(s, str)), default="–"),
         "machine": " · ".join([u("hostname"), u("platform"), f"Python {u('python')}", f"torch {u('torch')}",
                                f"device {u('device')}", f"threads {threads}"]),
         "datasets": u("dataset"), "sizes": u("size"), "seeds": _seeds(df.get("seed", [])),

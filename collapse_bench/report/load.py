@@ -50,7 +50,7 @@ def read_records(run_dir: str | Path) -> Loaded:
                     out.records.append(rec)
                 except ValueError as e:
                     out.unreadable.append((f"results.jsonl:{i}", f"{type(e).__name__}: {e}"))
-    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), seed_key(r.get("seed"))))
+    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), seed_key(seed_of(r))))
     return out
 
 
@@ -61,6 +61,14 @@ def _check(rec: Any) -> None:
 
 def seed_key(seed: Any) -> tuple[int, int, str]:
     return (0, seed, "") if isinstance(seed, int) and not isinstance(seed, bool) else (1, 0, str(seed))
+
+
+def seed_of(rec: dict[str, Any]) -> int | str | None:
+    """Seeds stay ints; anything else odd becomes text so that it can still key and pair cells."""
+    s = rec.get("seed")
+    if s is None or (isinstance(s, int) and not isinstance(s, bool)):
+        return s
+    return int(s) if isinstance(s, float) and s.is_integer() else str(s)
 
 
 def num(x: Any) -> float:
@@ -125,7 +133,7 @@ def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
         "cell": str(rec.get("cell") or f"record{file_index}"),
         "method": str(rec.get("method", "?")), "label": label_of(rec),
         "params": json.dumps(params_of(rec), sort_keys=True, default=str),
-        "dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")), "seed": rec.get("seed"),
+        "dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")), "seed": seed_of(rec),
         "status": status_of(rec), "error_type": etype, "error_message": emsg,
     }
     row |= {k: num(metrics.get(k)) for k in METRICS}
@@ -158,7 +166,7 @@ def curves_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         if status_of(rec) != "ok" or not isinstance(curves, list):
             continue
         base = {"dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")),
-                "label": label_of(rec), "seed": str(rec.get("seed"))}
+                "label": label_of(rec), "seed": str(seed_of(rec))}
         for i, point in enumerate(curves, 1):
             if isinstance(point, dict):
                 rows.append(base | {"epoch": num(point.get("epoch", i)), "step": num(point.get("step"))}

@@ -122,7 +122,7 @@ def _lm_tables(dataset: str) -> list[PaperTable]:
 
 
 def tables_for(dataset: str, size: str) -> list[PaperTable]:
-    """The paper's tables that apply to a (dataset, size) board: LM on yelp/yahoo and probe on short-yelp, at 'paper'."""
+    """The paper's tables for a board: LM and time on yelp/yahoo, the probe on short-yelp; size 'paper' only."""
     if size != "paper":
         return []
     if dataset in ("yelp", "yahoo"):

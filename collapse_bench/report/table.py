@@ -96,7 +96,7 @@ class Board:
     rows: list[Row]
     runs: pd.DataFrame
     paper: list[published.PaperTable] = field(default_factory=list)
-    paper_matches: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (table, model) -> labels
+    paper_matches: dict[str, list[list[str]]] = field(default_factory=dict)  # table title -> labels per paper row
     plots: list[tuple[str, str]] = field(default_factory=list)                     # (title, inline svg)
 
     @property
@@ -178,8 +178,8 @@ def build_boards(df: pd.DataFrame) -> list[Board]:
         rows = [_row(str(label), cells, metrics, tables) for label, cells in runs.groupby("label", sort=True)]
         _mark(rows, metrics)
         rows.sort(key=_sort_key)
-        matches = {(t.title, pr.model): [r.label for r in rows if pr.matches(r.method, r.params)]
-                   for t in tables for pr in t.rows}
+        matches = {t.title: [[r.label for r in rows if pr.matches(r.method, r.params)] for pr in t.rows]
+                   for t in tables}
         boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches))
     return boards
 

@@ -1,0 +1,290 @@
+"""Executors run cells and hand each record to the driver's `on_result` the moment it finishes.
+
+Two backends share one contract, `executor.map(fn, specs, on_result)`:
+
+* `serial` (`collapse_bench.sweep.SerialExecutor`): in this process, one cell after another; for debugging
+  and most tests.
+* `ray` (`RayExecutor`): Ray Core tasks with an explicit CPU request per run (`num_cpus=1` by default; the
+  run's torch threads come from its config, `train.threads`, which `run_cell` applies).
+
+`RayExecutor` details:
+
+* Embedded (no address): a single-machine Ray started on first use with explicit `num_cpus`, no dashboard,
+  a small object store and worker logs not forwarded to the driver (`log_to_driver=False`; set
+  `COLLAPSE_BENCH_RAY_LOG=1` to see them); shut down when `map` returns — only if this executor started
+  it. If Ray is already initialised in the process (a test fixture, a notebook), it is used and left up.
+* `address="auto"`, `"HOST:PORT"` or `"ray://HOST:PORT"` (or `RAY_ADDRESS` in the environment) joins an
+  existing cluster, which is never shut down by us. Ray 2.60 enables token authentication on clusters
+  started by `ray start --head` when `~/.ray/auth_token` exists, but a driver given an explicit address
+  (including `RAY_ADDRESS`) does not turn token mode on by itself and then fails with `InvalidAuthToken`;
+  when joining we therefore switch the driver to token mode whenever a token is available and
+  `RAY_AUTH_MODE` is unset (token mode also works against a cluster without authentication).
+* Results reach `on_result` in the driver as each task finishes (`ray.wait` loop), so the driver writes
+  each result file at once. A task whose worker dies (killed, out of memory, node lost) or whose function
+  raises (`RayTaskError`) is resubmitted up to `retries` times, then becomes a `failed` record with the
+  cause, in the same schema as `run_cell`'s failed records; the other cells go on. Ray's own task retries
+  are off (`max_retries=0`) so that every attempt is accounted for here.
+* Ctrl-C (KeyboardInterrupt) cancels every outstanding task, shuts the embedded Ray down and re-raises,
+  after everything that finished has been handed to `on_result` (i.e. written).
+* `specs` may be a lazy iterable (Optuna's ask-as-you-go in `tune.py`): a list is submitted at once, an
+  iterator is pulled only when a CPU slot is free, so at most `slots` runs are in flight.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .store import SCHEMA, now, provenance
+
+KINDS = ("serial", "ray")
+DEFAULT_OBJECT_STORE_MB = 128      # we only pass small specs and records around
+WAIT_SECONDS = 0.5                 # ray.wait poll; keeps Ctrl-C responsive
+
+
+class ExecutorError(ValueError):
+    """A configuration problem of the executor (the CLI prints it as `error: ...`)."""
+
+
+def make_executor(kind: str = "serial", address: str | None = None, num_cpus: int | None = None,
+                  retries: int = 0, **options):
+    """`serial` or `ray`. For `ray`, `address` joins a cluster; `num_cpus` sizes the embedded Ray (or caps
+    the runs in flight on a joined cluster); `retries` resubmits a cell whose worker died."""
+    if retries < 0:
+        raise ExecutorError(f"--retries must be >= 0, got {retries}")
+    if num_cpus is not None and num_cpus < 1:
+        raise ExecutorError(f"--num-cpus must be >= 1, got {num_cpus}")
+    if kind == "serial":
+        if address:
+            raise ExecutorError("--ray-address needs --executor ray")
+        from .sweep import SerialExecutor
+        return SerialExecutor()
+    if kind == "ray":
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
+            raise ExecutorError("--executor ray needs Ray: pip install 'collapse-bench[ray]' (ray==2.60.0)")
+        return RayExecutor(address=address, num_cpus=num_cpus, retries=retries, **options)
+    raise ExecutorError(f"unknown executor {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def failed_record(spec, error_type: str, message: str, tb: str = "", *, started: str | None = None,
+                  attempts: int | None = None) -> dict:
+    """A `failed` record for a cell whose run produced no record of its own (worker died, task raised),
+    with the fields `run_cell` would have filled without running anything."""
+    try:
+        method = spec.make_method()
+        label, params = method.label, method.params.to_dict()
+    except Exception:  # noqa: BLE001 - an unknown method must still give a record
+        label, params = spec.method, dict(spec.params)
+    try:
+        cell = spec.cell
+    except Exception:  # noqa: BLE001
+        cell = f"{spec.method}__{spec.dataset}__{spec.size}__seed{spec.seed}"
+    error: dict[str, Any] = {"type": error_type, "message": message, "traceback": tb}
+    if attempts is not None:
+        error["attempts"] = attempts
+    return {"schema": SCHEMA, "cell": cell, "method": spec.method, "params": params, "label": label,
+            "dataset": spec.dataset, "size": spec.size, "seed": spec.seed, "status": "failed", "error": error,
+            "metrics": {}, "timing": {}, "curves": [], "config": {},
+            "provenance": {**provenance(), "started": started or now(), "finished": now()}}
+
+
+def _run_task(fn: Callable, spec) -> dict:
+    """Body of every Ray task (module-level so workers import it rather than unpickle a closure)."""
+    return fn(spec)
+
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(path).expanduser().is_file() if path else (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _enable_token_auth_for_join() -> None:
+    """See the module docstring: a driver joining by explicit address must be told to send the token."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # a later Ray moved it; the environment variable is the documented switch
+        if _token_available():
+            os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """`ray.init("HOST:PORT")` waits a long time on an address where nothing listens; fail fast instead."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"--ray-address {address!r}: write auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ExecutorError(f"no Ray cluster answers at {address} ({e}); start one with "
+                            f"`ray start --head --port {port}` or omit --ray-address for an embedded Ray")
+
+
+class RayExecutor:
+    """Runs each cell as a Ray Core task; see the module docstring."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, retries: int = 0, *,
+                 cpus_per_task: float = 1, memory_mb: int | None = None,
+                 object_store_mb: int = DEFAULT_OBJECT_STORE_MB, log_to_driver: bool | None = None,
+                 max_in_flight: int | None = None, verbose: bool = True):
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus
+        self.retries = retries
+        self.cpus_per_task = cpus_per_task
+        self.memory_mb = memory_mb
+        self.object_store_mb = object_store_mb
+        self.log_to_driver = (os.environ.get("COLLAPSE_BENCH_RAY_LOG", "") not in ("", "0")
+                              if log_to_driver is None else log_to_driver)
+        self.max_in_flight = max_in_flight
+        self.verbose = verbose
+        self.start_seconds: float | None = None   # how long ray.init took (None if Ray was already up)
+        self._owned = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Start or join Ray unless it is already initialised; True if this call did it."""
+        import ray
+        if ray.is_initialized():
+            return False
+        t0 = time.perf_counter()
+        common = dict(log_to_driver=self.log_to_driver, configure_logging=True, logging_level="warning")
+        if self.address:
+            _check_reachable(self.address)
+            _enable_token_auth_for_join()
+            try:
+                ray.init(address=self.address, **common)
+            except (ConnectionError, RuntimeError) as e:
+                raise ExecutorError(f"could not join the Ray cluster at {self.address}: {e}") from e
+            self._owned = False
+        else:
+            ray.init(num_cpus=self.num_cpus or _local_cpus(), include_dashboard=False,
+                     object_store_memory=self.object_store_mb * 2**20, **common)
+            self._owned = True
+        self.start_seconds = time.perf_counter() - t0
+        if self.verbose:
+            where = f"joined {self.address}" if self.address else f"started (num_cpus={self.num_cpus or _local_cpus()})"
+            print(f"ray: {where} in {self.start_seconds:.1f}s", file=sys.stderr)
+        return True
+
+    def shutdown(self) -> None:
+        """Disconnect; an embedded Ray we started stops with it, a joined cluster keeps running."""
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
+        self._owned = False
+
+    def __enter__(self) -> "RayExecutor":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def slots(self) -> int:
+        """How many runs fit at once: the cluster's CPUs over the CPUs per run, capped by num_cpus when joining."""
+        import ray
+        cpus = ray.cluster_resources().get("CPU", 0.0)
+        n = int(cpus // self.cpus_per_task) if self.cpus_per_task > 0 else int(cpus)
+        if self.address and self.num_cpus:
+            n = min(n, int(self.num_cpus // max(self.cpus_per_task, 1e-9)) or 1)
+        if self.max_in_flight:
+            n = min(n, self.max_in_flight)
+        return max(1, n)
+
+    # --- the contract ----------------------------------------------------------------------------
+    def map(self, fn: Callable[[Any], dict], specs: Iterable, on_result: Callable[[dict], None]) -> None:
+        eager = isinstance(specs, (list, tuple))
+        if eager and not specs:
+            return                                  # nothing to run: do not start Ray at all
+        import ray
+        from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+        started_here = self.start()
+        options: dict[str, Any] = {"num_cpus": self.cpus_per_task, "max_retries": 0, "retry_exceptions": False}
+        if self.memory_mb:
+            options["memory"] = self.memory_mb * 2**20
+        remote = ray.remote(_run_task)
+        fn_ref = ray.put(fn)
+        pending: dict[Any, tuple[Any, int, str]] = {}    # ref -> (spec, attempt, started)
+        source = iter(specs)
+        exhausted = False
+
+        def submit(spec, attempt: int, started: str | None = None) -> None:
+            ref = remote.options(**options, name=_task_name(spec)).remote(fn_ref, spec)
+            pending[ref] = (spec, attempt, started or now())
+
+        try:
+            while True:
+                limit = len(specs) if eager else self.slots()
+                while not exhausted and len(pending) < limit:
+                    try:
+                        spec = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    submit(spec, 1)
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+                for ref in ready:
+                    spec, attempt, started = pending.pop(ref)
+                    try:
+                        record = ray.get(ref)
+                    except TaskCancelledError:
+                        continue
+                    except RayTaskError as e:       # fn raised inside the worker
+                        cause = e.cause if getattr(e, "cause", None) is not None else e
+                        err = (type(cause).__name__, str(cause), getattr(e, "traceback_str", "") or str(e))
+                    except RayError as e:           # worker died: killed, out of memory, node lost, ...
+                        err = (type(e).__name__, _died_message(e), str(e))
+                    else:
+                        on_result(record)
+                        continue
+                    if attempt <= self.retries:
+                        if self.verbose:
+                            print(f"ray: {_task_name(spec)} attempt {attempt} failed ({err[0]}); retrying",
+                                  file=sys.stderr)
+                        submit(spec, attempt + 1, started)
+                    else:
+                        on_result(failed_record(spec, *err, started=started, attempts=attempt))
+        except BaseException:
+            # Ctrl-C, or on_result raised: stop the runs still going and keep what was written.
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - best effort while stopping
+                    pass
+            raise
+        finally:
+            if started_here and self._owned:
+                self.shutdown()
+
+
+def _died_message(e: Exception) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"the worker running this cell died (killed, out of memory or crashed): {first}"
+
+
+def _task_name(spec) -> str:
+    try:
+        return str(spec.cell)[:120]
+    except Exception:  # noqa: BLE001
+        return "cell"
+
+
+def _local_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,556 @@
+"""Every registered method: one contract suite parametrised over the registry, then each remedy's own invariant
+measured on a model trained at `smoke` size (1 epoch; models are trained once per module and shared)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from scipy.special import gammaln
+
+from collapse_bench import evaluate as ev
+from collapse_bench import registry
+from collapse_bench.cli import main as cli_main
+from collapse_bench.data import BOS, UNK
+from collapse_bench.method import ParamError
+from collapse_bench.posterior import Gaussian
+from collapse_bench.sweep import CellSpec, _corpus, run_cell
+from collapse_bench.train import Trainer
+
+DATASET, SIZE, SEED = "synthetic", "smoke", 0
+OVERRIDES = {"train": {"epochs": 1}}
+METHODS = registry.names()
+
+# One invalid value per method with hyperparameters: the contract test checks each is rejected.
+BAD_PARAMS = {
+    "agg": {"inner_steps": 0}, "anneal": {"kl_start": 1.5}, "beta": {"beta": -0.1}, "bnvae": {"gamma": 0.0},
+    "bnvae-su": {"tau": 1.0}, "bow": {"weight": -1.0}, "cyclic": {"ratio": 0.0}, "delta": {"delta": 0.0},
+    "eae": {"proposal_std": 0.0}, "fb": {"target": -1.0}, "savae": {"svi_momentum": 1.0},
+    "vmf": {"kappa": -1.0}, "word-dropout": {"rate": 1.5},
+}
+
+
+@dataclasses.dataclass
+class Trained:
+    spec: CellSpec
+    method: object
+    trainer: Trainer
+    metrics: dict
+    timing: dict
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    @property
+    def corpus(self):
+        return self.trainer.corpus
+
+    @property
+    def cfg(self):
+        return self.trainer.cfg
+
+    def batch(self, min_size: int = 2):
+        """The largest training batch (train mode statistics need more than one sentence)."""
+        return max(self.trainer.train_batches, key=lambda b: (b.size, b.tokens.shape[1]))
+
+
+def make_spec(name: str, **params) -> CellSpec:
+    return CellSpec(name, DATASET, SIZE, SEED, params=params, overrides=OVERRIDES)
+
+
+def train_and_score(spec: CellSpec) -> Trained:
+    """What run_cell does, keeping the trainer (and so the model)."""
+    method, cfg = spec.make_method(), spec.size_config()
+    torch.set_num_threads(cfg.train.threads)
+    corpus = _corpus(spec.dataset, spec.data_dir, cfg.limits)
+    trainer = Trainer(method, cfg, corpus, seed=spec.seed, device=spec.device)
+    timing = trainer.fit()
+    metrics = ev.score(method, trainer.model, corpus, cfg.eval, trainer.device, spec.seed)
+    return Trained(spec, method, trainer, metrics, timing)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    cache: dict[tuple, Trained] = {}
+
+    def get(name: str, **params) -> Trained:
+        key = (name, tuple(sorted(params.items())))
+        if key not in cache:
+            cache[key] = train_and_score(make_spec(name, **params))
+        return cache[key]
+    return get
+
+
+def eval_outputs(t: Trained, model) -> dict[str, np.ndarray]:
+    """Seeded evaluation outputs of `model` on 64 test sentences (means, ELBO terms, IW-NLL with 5 samples)."""
+    split = t.corpus.test.subset(np.arange(64))
+    model.eval()
+    torch.manual_seed(123)
+    rec, kl = ev.elbo_terms(t.method, model, split, 32, "cpu")
+    out = {"rec": rec, "kl": kl}
+    torch.manual_seed(123)
+    out["nll"] = ev.iw_nll(t.method, model, split, 5, 4096, 32, "cpu")
+    if model.has_latent:
+        torch.manual_seed(123)
+        out["mean"] = ev.encode(t.method, model, split, 32, "cpu").mean.numpy()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ contract suite
+
+@pytest.mark.parametrize("name", METHODS)
+def test_trains_with_finite_metrics(name, trained):
+    t = trained(name)
+    m = t.metrics
+    for key in ("nll", "ppl", "elbo", "recon", "kl", "mi"):
+        assert math.isfinite(m[key]), f"{name}: {key} = {m[key]}"
+    assert m["nll"] > 0 and m["ppl"] > 1
+    assert 0 <= m["au"] <= t.cfg.model.nz
+    assert t.timing["steps"] > 0 and t.timing["train_seconds"] > 0
+    assert all(math.isfinite(c["train_loss"]) and math.isfinite(c["valid_loss"]) for c in t.trainer.curves)
+    if not t.model.has_latent:
+        assert m["kl"] == 0 and m["mi"] == 0
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_deterministic_for_a_seed(name, trained):
+    """run_cell (the CLI path) with the same seed reproduces the metrics of the fixture's run exactly."""
+    record = run_cell(make_spec(name))
+    assert record["status"] == "ok", record["error"]
+    again, first = record["metrics"], trained(name).metrics
+    for key in ("nll", "ppl", "elbo", "recon", "kl", "mi", "au"):
+        assert again[key] == first[key], f"{name}: {key} {again[key]} != {first[key]}"
+    assert again["probe"] == first["probe"]
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_checkpoint_round_trip(name, trained):
+    t = trained(name)
+    buf = io.BytesIO()
+    torch.save(t.model.state_dict(), buf)
+    torch.manual_seed(999)
+    fresh = t.method.build_model(t.cfg.model, len(t.corpus.vocab))
+    before = eval_outputs(t, fresh)
+    buf.seek(0)
+    fresh.load_state_dict(torch.load(buf))
+    want, got = eval_outputs(t, t.model), eval_outputs(t, fresh)
+    assert set(got) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}: {key}")
+    assert not np.array_equal(before["rec"], want["rec"]), "loading the checkpoint changed nothing"
+
+
+@pytest.fixture(scope="module")
+def listing():
+    import contextlib
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["list"]) == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_listed_with_description(name, listing):
+    cls = registry.get(name)
+    desc = cls.description()
+    assert len(desc) > 20, f"{name} needs a one-line docstring description"
+    assert any(line.startswith(f"{name} ") and desc in line for line in listing.splitlines())
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_params_validate_and_search_space(name):
+    import optuna
+    cls = registry.get(name)
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    cls.Params()  # the defaults are valid
+    if not fields:
+        assert cls.search_space(None) == {}
+        return
+    assert name in BAD_PARAMS, f"add an invalid value for {name} to BAD_PARAMS"
+    with pytest.raises(ValueError) as err:
+        cls.Params(**BAD_PARAMS[name])
+    assert name in str(err.value)  # the message names the parameter to fix
+    (key, bad), = BAD_PARAMS[name].items()
+    with pytest.raises(ParamError):
+        cls.Params.from_strings(name, {key: str(bad)})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    space = cls.search_space(trial)
+    assert space and set(space) <= fields
+    cls.Params(**space)  # every suggestion is valid
+
+
+# ------------------------------------------------------------------------------------------ invariants
+
+def _batch_stats_kl(model, tokens) -> tuple[torch.Tensor, object]:
+    """KL per sentence with BN in train mode (batch statistics), on a copy so the running stats stay put."""
+    model = copy.deepcopy(model).train()
+    with torch.no_grad():
+        return model.posterior(tokens).kl(), model
+
+
+def test_bnvae_kl_floor_with_batch_statistics(trained):
+    t = trained("bnvae")
+    bn = t.model.head.bn
+    gamma = t.method.params.gamma
+    assert not bn.weight.requires_grad and torch.all(bn.weight == gamma), "gamma must stay fixed"
+    assert bn.bias.requires_grad and bn.bias.abs().max() > 0, "beta must be learned"
+    nz = t.cfg.model.nz
+    floor = 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum())
+    assert floor >= nz * gamma ** 2 / 2
+    for b in t.trainer.train_batches:
+        kl, _ = _batch_stats_kl(t.model, b.tokens)
+        with torch.no_grad():
+            m, _ = t.model.head.linear(t.model.encoder(b.tokens)).chunk(2, -1)
+        v = m.var(0, unbiased=False)
+        exact = 0.5 * float((gamma ** 2 * v / (v + bn.eps) + bn.bias.pow(2)).sum())   # BN's eps shaves a hair
+        assert kl.mean() >= exact - 1e-4
+        if float((v / (v + bn.eps)).min()) > 0.999:
+            assert kl.mean() >= floor * 0.999
+
+
+def test_bnvae_su_kl_floor_with_batch_statistics(trained):
+    t = trained("bnvae-su")
+    head, nz, tau = t.model.head, t.cfg.model.nz, t.method.params.tau
+    g_mu, g_sigma = head.scales()
+    torch.testing.assert_close(g_mu ** 2 + g_sigma ** 2, torch.ones(nz))
+    assert bool((g_mu ** 2 >= tau).all())
+    assert head.theta.abs().max() > 0, "theta must be learned"
+    for b in t.trainer.train_batches:
+        kl, _ = _batch_stats_kl(t.model, b.tokens)
+        assert kl.mean() >= nz * tau / 2 * (1 - 1e-4)
+
+
+def test_delta_kl_at_least_nz_delta_for_every_sentence(trained):
+    from collapse_bench.methods.delta import variance_bounds
+    t = trained("delta")
+    delta, nz = t.method.params.delta, t.cfg.model.nz
+    post = ev.encode(t.method, t.model, t.corpus.test, 128, "cpu")
+    per_dim = post.kl_per_dim()
+    assert per_dim.shape[0] == len(t.corpus.test)
+    assert float(per_dim.min()) >= delta - 1e-5
+    assert float(post.kl().min()) >= nz * delta - 1e-4
+    s_l, s_u = variance_bounds(delta)
+    for s in (s_l, s_u):
+        assert abs(math.log(s) - s + 2 * delta + 1) < 1e-10
+    var = post.logvar.exp()
+    assert float(var.min()) >= s_l * (1 - 1e-5) and float(var.max()) <= s_u * (1 + 1e-5)
+    # protocol 2.10's table: sigma in [0.702, 1.331] for delta 0.1 and [0.641, 1.409] for 0.15
+    assert [round(math.sqrt(x), 3) for x in variance_bounds(0.1)] == [0.702, 1.331]
+    assert [round(math.sqrt(x), 3) for x in variance_bounds(0.15)] == [0.641, 1.409]
+
+
+def _vmf_marginal(kappa: float, d: int, log_c: float):
+    """Density of t = mu.z on [-1, 1] implied by C_d(kappa): C e^{kappa t} (1 - t^2)^{(d-3)/2} area(S^{d-2})."""
+    log_area_sub = math.log(2) + ((d - 1) / 2) * math.log(math.pi) - gammaln((d - 1) / 2)
+    return lambda x: math.exp(log_c + kappa * x + log_area_sub + ((d - 3) / 2) * math.log1p(-x * x))
+
+
+@pytest.mark.parametrize("d", [2, 3, 5, 16, 32])
+def test_vmf_density_normalises(d):
+    from collapse_bench.methods.vmf import vmf_constants
+    kappa = 13.0
+    c = vmf_constants(kappa, d)
+    f = _vmf_marginal(kappa, d, c["log_c"])
+    total, _ = integrate.quad(f, -1, 1, limit=200)
+    assert total == pytest.approx(1.0, rel=1e-6)
+    if d == 3:  # closed form C_3(kappa) = kappa / (4 pi sinh kappa)
+        assert c["log_c"] == pytest.approx(math.log(kappa / (4 * math.pi * math.sinh(kappa))), rel=1e-10)
+    # KL(vMF || uniform) = E_t[log C + kappa t] + log area(S^{d-1}), by quadrature
+    kl, _ = integrate.quad(lambda x: f(x) * (c["log_c"] + kappa * x + c["log_area"]), -1, 1, limit=200)
+    assert c["kl"] == pytest.approx(kl, rel=1e-6)
+
+
+def test_vmf_trained_kl_is_its_closed_form_and_scores_use_the_vmf_density(trained):
+    from collapse_bench.methods.vmf import VonMisesFisher, guu_kl, vmf_constants
+    t = trained("vmf")
+    kappa, d = t.method.params.kappa, t.cfg.model.nz
+    post = ev.encode(t.method, t.model, t.corpus.test, 128, "cpu")
+    assert isinstance(post, VonMisesFisher)
+    torch.testing.assert_close(post.mu.norm(dim=-1), torch.ones(len(t.corpus.test)))
+    c = vmf_constants(kappa, d)
+    f = _vmf_marginal(kappa, d, c["log_c"])
+    kl_quad, _ = integrate.quad(lambda x: f(x) * (c["log_c"] + kappa * x + c["log_area"]), -1, 1, limit=200)
+    assert t.metrics["kl"] == pytest.approx(kl_quad, rel=1e-5)
+    assert float(post.kl().std()) == 0.0
+    # the paper's setting: exact 2.17 nats (BNV's Guu-form expression 2.08)
+    assert vmf_constants(13.0, 32)["kl"] == pytest.approx(2.17, abs=0.005)
+    assert guu_kl(13.0, 32) == pytest.approx(2.08, abs=0.005)
+    # log q is the vMF density, so the importance-weighted bound beats the 1-sample ELBO
+    split = t.corpus.test.subset(np.arange(100))
+    torch.manual_seed(0)
+    nll = ev.iw_nll(t.method, t.model, split, 50, 4096, 128, "cpu")
+    rec, kl = ev.elbo_terms(t.method, t.model, split, 128, "cpu")
+    assert nll.mean() < (rec + kl).mean()
+    assert nll.mean() > (rec + kl).mean() - float(c["kl"]) - 5.0   # a valid bound cannot gain much more than KL
+
+
+def test_vmf_wood_sampler_matches_the_density():
+    from collapse_bench.methods.vmf import VonMisesFisher, vmf_constants
+    kappa, d, n = 13.0, 16, 4000
+    c = vmf_constants(kappa, d)
+    torch.manual_seed(0)
+    mu = torch.nn.functional.normalize(torch.randn(2, d), dim=-1)
+    z = VonMisesFisher(mu, kappa).rsample(n // 2)                          # [2, n/2, d]
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(2, n // 2))
+    w = (z * mu.unsqueeze(1)).sum(-1).flatten().double().numpy()
+    f = _vmf_marginal(kappa, d, c["log_c"])
+    cdf = np.vectorize(lambda x: integrate.quad(f, -1, x, limit=200)[0])
+    assert stats.kstest(w, cdf).pvalue > 1e-3
+    assert w.mean() == pytest.approx(c["mean_cos"], abs=4 * w.std() / math.sqrt(n))
+    # gradients reach the encoder through mu
+    mu_leaf = mu.clone().requires_grad_(True)
+    VonMisesFisher(mu_leaf, kappa).rsample(3).sum().backward()
+    assert mu_leaf.grad is not None and mu_leaf.grad.abs().sum() > 0
+
+
+def test_fb_per_dimension_penalty_meets_its_target(trained):
+    t = trained("fb")
+    target, nz = t.method.params.target, t.cfg.model.nz
+    tokens = t.batch().tokens
+    with torch.no_grad():
+        post = t.model.posterior(tokens)
+    mu = post.mu.clone().requires_grad_(True)
+    post = Gaussian(mu, post.logvar)
+    kl = post.kl_per_dim()
+    pen = t.method.kl_penalty(post)
+    assert bool((pen >= target - 1e-5).all()), "each sentence pays at least the target"
+    torch.testing.assert_close(pen, kl.clamp(min=target / nz).sum(-1))
+    pen.sum().backward()
+    below = (kl < target / nz).detach()
+    assert below.any() and (~below).any(), "the trained model should have dimensions on both sides"
+    assert bool((mu.grad[below] == 0).all()), "no gradient below the floor"
+    assert bool((mu.grad[~below & (mu.detach().abs() > 1e-6)] != 0).all())
+    # Kingma et al.'s batch-level clamp on the same posterior: mean over the batch first, then the floor
+    kingma = registry.get("fb")(registry.get("fb").Params(target=target, mode="kingma", groups=4))
+    mu.grad = None
+    pen_k = kingma.kl_penalty(post)
+    kl_g = kl.view(len(tokens), 4, nz // 4).sum(-1).mean(0)
+    assert float(pen_k.mean()) == pytest.approx(float(kl_g.clamp(min=target / 4).sum()), rel=1e-5)
+    pen_k.mean().backward()
+    g = mu.grad.view(len(tokens), 4, nz // 4)
+    for j in range(4):
+        assert bool((g[:, j] == 0).all()) == bool(kl_g[j] <= target / 4)
+
+
+def test_anneal_schedules_have_their_shape():
+    from collapse_bench.config import size_config
+    cfg = size_config("smoke", DATASET).train
+    spe, total = 40.0, cfg.warm_up * 40.0
+    for schedule in ("linear", "sigmoid"):
+        m = registry.get("anneal")(registry.get("anneal").Params(schedule=schedule))
+        w = np.array([m.kl_weight(s, spe, cfg) for s in range(int(total) + 20)])
+        assert w[0] == 0.0 and w[int(total)] == pytest.approx(1.0) and np.all(w[int(total):] == 1.0)
+        assert np.all(np.diff(w) >= -1e-12)
+        assert w[int(total) // 2] == pytest.approx(0.5, abs=1e-9)   # both pass (T/2, 1/2)
+        quarter, three_q = w[int(total) // 4], w[3 * int(total) // 4]
+        if schedule == "linear":
+            assert quarter == pytest.approx(0.25) and three_q == pytest.approx(0.75)
+        else:  # S-shape: slow start, steep middle, slow finish; symmetric about the midpoint
+            assert quarter < 0.2 and three_q > 0.8 and quarter + three_q == pytest.approx(1.0)
+    m = registry.get("anneal")(registry.get("anneal").Params(schedule="linear", kl_start=0.1, warm_up=2.0))
+    assert m.kl_weight(0, spe, cfg) == pytest.approx(0.1) and m.kl_weight(40, spe, cfg) == pytest.approx(0.55)
+
+
+def test_cyclic_schedule_over_the_run(trained):
+    t = trained("cyclic")
+    p = t.method.params
+    total = t.cfg.train.epochs * len(t.trainer.train_batches)
+    assert t.method.total_iterations(t.trainer.steps_per_epoch, t.cfg.train) == total
+    assert t.trainer.step == total   # the run did all its iterations, so the schedule spans exactly the run
+    w = np.array([t.method.kl_weight(s, t.trainer.steps_per_epoch, t.cfg.train) for s in range(total)])
+    starts = np.flatnonzero(w == p.kl_start)
+    assert len(starts) == p.cycles and starts[0] == 0, "M cycles, each restarting once"
+    assert w[-1] == 1.0
+    for k, s in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else total
+        cyc = w[s:end]
+        rising = cyc[cyc < 1.0]
+        assert np.all(np.diff(rising) > 0), "rises every iteration (no weight pinned for a restart epoch)"
+        assert len(rising) == pytest.approx(p.ratio * len(cyc), abs=1.5)
+        assert np.all(cyc[len(rising):] == 1.0)
+    # Fu et al.'s formula on a round example: T = 100, M = 4, R = 0.5
+    from collapse_bench.methods.cyclic import cyclical_schedule
+    ws = [cyclical_schedule(i, 100, 4, 0.5) for i in range(1, 101)]
+    assert ws[:3] == pytest.approx([0.0, 1 / 12.5, 2 / 12.5]) and ws[12] == 1.0 and ws[25] == 0.0
+
+
+def test_word_dropout_drops_at_its_rate(trained):
+    t = trained("word-dropout")
+    rate = t.method.params.rate
+    model = t.model.train()
+    seen = []
+    orig = model.decoder.logits
+
+    def spy(inputs, z):
+        seen.append(inputs.clone())
+        return orig(inputs, z)
+
+    model.decoder.logits = spy
+    try:
+        torch.manual_seed(0)
+        for b in t.trainer.train_batches:
+            before = len(seen)
+            t.method.loss(model, b, 1.0)
+            assert len(seen) == before + 1
+            inp, src = seen[-1], b.tokens[:, :-1]
+            assert bool((inp[:, 0] == BOS).all()), "<s> is never dropped"
+            changed = inp != src
+            assert bool((inp[changed] == UNK).all())
+            seen[-1] = (changed[:, 1:] | (src[:, 1:] == UNK)).float()
+    finally:
+        del model.decoder.logits
+        model.eval()
+    flags = torch.cat([s.flatten() for s in seen])
+    n = flags.numel()
+    assert float(flags.mean()) == pytest.approx(rate, abs=4 * math.sqrt(rate * (1 - rate) / n))
+    # evaluation never drops words: the ELBO's reconstruction is the decoder on the intact sentence
+    split = t.corpus.test.subset(np.arange(32))
+    torch.manual_seed(1)
+    rec, _ = ev.elbo_terms(t.method, t.model, split, 32, "cpu")
+    torch.manual_seed(1)
+    rec_plain, _ = ev.elbo_terms(registry.get("vanilla")(), t.model, split, 32, "cpu")
+    np.testing.assert_array_equal(rec, rec_plain)
+
+
+def test_savae_refined_elbo_no_worse_than_amortised(trained):
+    t = trained("savae")
+    model = t.model.eval()
+    tokens = t.batch().tokens
+
+    def elbo(post, n=64):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            z = post.rsample(n)
+            return float((model.decoder.log_prob(tokens, z).mean(1) - post.kl()).mean())
+
+    with torch.no_grad():
+        amortised = t.method.amortized_posterior(model, tokens)
+        torch.manual_seed(3)
+        refined = t.method.eval_posterior(model, tokens)
+    assert not torch.equal(refined.mu, amortised.mu), "eval_posterior must refine"
+    assert not refined.mu.requires_grad
+    assert elbo(refined) >= elbo(amortised)
+    # training backpropagates through the unrolled steps: the encoder gets a gradient from the refined loss
+    model.train()
+    model.zero_grad()
+    t.method.loss(model, t.batch(), 1.0).total.backward()
+    model.eval()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
+
+
+def test_agg_inner_loop_and_phase_end(trained):
+    t = trained("agg")
+    cfg, corpus = t.cfg, t.corpus
+    method = registry.get("agg")()
+    trainer = Trainer(method, cfg, corpus, seed=SEED)
+    method.before_training(trainer)
+    calls = []
+    orig = trainer.optimize
+    trainer.optimize = lambda loss, which="both": (calls.append(which), orig(loss, which))
+    enc0 = [p.detach().clone() for p in trainer.model.encoder_parameters()]
+    dec0 = [p.detach().clone() for p in trainer.model.decoder_parameters()]
+    logs = method.train_step(trainer, trainer.train_batches[0])
+    n = int(logs["inner_steps"])
+    assert calls == ["encoder"] * n + ["decoder"]
+    assert 1 <= n <= method.params.inner_steps and (n % method.params.window == 0 or n == method.params.inner_steps)
+    assert any(not torch.equal(a, b) for a, b in zip(enc0, trainer.model.encoder_parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(dec0, trainer.model.decoder_parameters()))
+    # the phase ends at the first epoch whose validation MI drops, for good
+    for epoch, mi in enumerate([0.2, 0.5, 0.4, 0.9], 1):
+        method.on_epoch_end(trainer, epoch, {"valid_mi": mi})
+        assert method.aggressive == (epoch < 3)
+    calls.clear()
+    assert method.train_step(trainer, trainer.train_batches[0])["inner_steps"] == 0 and calls == ["both"]
+    # the trained run recorded its phase consistently with its validation MI curve
+    mis = [0.0] + [c["valid_mi"] for c in t.trainer.curves]
+    drop = next((e for e in range(1, len(mis)) if mis[e] < mis[e - 1]), None)
+    assert t.method.aggressive == (drop is None)
+
+
+def test_skip_feeds_z_to_the_output_layer(trained):
+    t = trained("skip")
+    dec = t.model.decoder.eval()
+    assert dec.skip is not None and dec.skip.weight.abs().max() > 0
+    tokens = t.batch().tokens[:, :-1]
+    z = torch.randn(tokens.shape[0], t.cfg.model.nz)
+    with torch.no_grad():
+        with_skip = dec.logits(tokens, z)
+        skip, dec.skip = dec.skip, None
+        try:
+            without = dec.logits(tokens, z)
+        finally:
+            dec.skip = skip
+        torch.testing.assert_close(with_skip - without, skip(z).unsqueeze(1).expand_as(with_skip))
+
+
+def test_bow_head_is_trained_and_predicts_the_bag(trained):
+    t = trained("bow")
+    model = t.model
+    assert {id(p) for p in model.bow.parameters()} <= {id(p) for p in model.decoder_parameters()}
+    torch.manual_seed(SEED)
+    fresh = t.method.build_model(t.cfg.model, len(t.corpus.vocab))
+    assert not torch.equal(fresh.bow[2].weight, model.bow[2].weight), "the BoW MLP must be trained"
+    tokens = t.batch().tokens
+    z = torch.randn(tokens.shape[0], t.cfg.model.nz)
+    with torch.no_grad():
+        logp = torch.log_softmax(model.bow(z), -1)
+        want = -torch.stack([logp[i, tokens[i, 1:]].sum() for i in range(len(tokens))])
+        torch.testing.assert_close(model.bow_nll(tokens, z), want)
+
+
+def test_eae_entropy_estimator_and_proposal(trained):
+    from collapse_bench.methods.eae import kl_entropy
+    torch.manual_seed(0)
+    for d in (2, 8):
+        est = float(kl_entropy(torch.randn(3000, d), k=1))
+        assert est == pytest.approx(0.5 * d * math.log(2 * math.pi * math.e), abs=0.1 * d)
+    t = trained("eae")
+    model, s = copy.deepcopy(t.model).train(), t.method.params.proposal_std
+    tokens = t.batch().tokens
+    with torch.no_grad():
+        post = model.posterior(tokens)
+    # BN without affine: zero mean, unit variance per dimension within the batch
+    torch.testing.assert_close(post.mu.mean(0), torch.zeros(t.cfg.model.nz), atol=1e-5, rtol=0)
+    torch.testing.assert_close(post.mu.var(0, unbiased=False), torch.ones(t.cfg.model.nz), atol=1e-3, rtol=0)
+    torch.testing.assert_close(post.logvar, torch.full_like(post.logvar, 2 * math.log(s)))
+    # the code is deterministic: the reconstruction term does not sample
+    model.eval()
+    with torch.no_grad():
+        a, b = t.method.loss(model, t.batch(), 0.0), t.method.loss(model, t.batch(), 0.0)
+    torch.testing.assert_close(a.rec, b.rec, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["fb", "vmf"])
+def test_pretrain_ae_starts_from_the_ae_encoder(name, trained):
+    ae = trained("ae").model   # the registered `ae` cell with the same data, size and seed
+    spec = make_spec(name, pretrain="ae")
+    method, cfg = spec.make_method(), spec.size_config()
+    trainer = Trainer(method, cfg, trained("ae").corpus, seed=SEED)
+    enc0 = copy.deepcopy(trainer.model.encoder.state_dict())
+    dec0 = copy.deepcopy(trainer.model.decoder.state_dict())
+    method.before_training(trainer)
+    for k, v in ae.encoder.state_dict().items():
+        assert torch.equal(trainer.model.encoder.state_dict()[k], v), k
+    assert any(not torch.equal(enc0[k], v) for k, v in trainer.model.encoder.state_dict().items())
+    w = trainer.model.head.linear.weight
+    assert torch.equal(w, ae.head.linear.weight[: w.shape[0]])
+    for k, v in dec0.items():
+        assert torch.equal(trainer.model.decoder.state_dict()[k], v), f"decoder {k} must stay freshly initialised"
+    assert method.pretrain_info["ae_steps"] == trained("ae").timing["steps"]
+
+
+def test_pretrain_time_counts_as_training_time():
+    spec = make_spec("bnvae", pretrain="ae")
+    method = spec.make_method()
+    cfg = spec.size_config()
+    trainer = Trainer(method, cfg, _corpus(DATASET, None, cfg.limits), seed=SEED)
+    timing = trainer.fit()
+    assert timing["before_training_seconds"] >= method.pretrain_info["seconds"] > 0
+    assert timing["train_seconds"] >= timing["before_training_seconds"] + timing["seconds_per_step"] * timing["steps"] * 0.99
