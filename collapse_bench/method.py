@@ -49,11 +49,11 @@ class MethodParams:
             if key not in known:
                 raise ParamError(f"{method} has no parameter {key!r}; its parameters are: "
                                  f"{', '.join(sorted(known)) or '(none)'}")
-            kwargs[key] = _convert(raw, hints[key], f"{method}.{key}")
+            kwargs[key] = convert_value(raw, hints[key], f"{method}.{key}")
         return cls(**kwargs)
 
 
-def _convert(raw: str, hint: Any, where: str) -> Any:
+def convert_value(raw: str, hint: Any, where: str) -> Any:
     if not isinstance(raw, str):
         return raw
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)

@@ -2,12 +2,12 @@
 becomes one result file. Finished cells are skipped on rerun; a failing cell is recorded and the sweep goes on."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import resource
 import sys
 import time
 import traceback
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -18,7 +18,7 @@ from . import registry
 from .config import SizeConfig, size_config
 from .data import Corpus, DataLimits, load_corpus
 from .evaluate import score
-from .method import Method
+from .method import Method, convert_value
 from .store import ResultStore, SCHEMA, now, provenance, safe_name, short_hash
 from .train import Trainer
 
@@ -127,15 +127,17 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
     to string values from `--set`, converted to typed values and validated here, before anything runs."""
     settings = settings or {}
     sections = {k: v for k, v in settings.items() if k in ("train", "model", "eval", "limits")}
-    unknown = set(settings) - set(sections) - {registry.get(m).name for m in methods}
-    for name in unknown:
-        registry.get(name)  # an unknown name raises with the list of known ones
-        raise ValueError(f"--set {name}.… given, but {name!r} is not among --methods {','.join(methods)}")
+    chosen = {registry.get(m).name for m in methods}
+    for name in set(settings) - set(sections):
+        if registry.get(name).name not in chosen:   # an unknown name raises with the list of known ones
+            raise ValueError(f"--set {name}.…: {name!r} is not among --methods {','.join(methods)}")
     overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in sections.items()}
     cells = []
     for m in methods:
         cls = registry.get(m)
-        params = cls.Params.from_strings(cls.name, settings.get(cls.name, {})).to_dict()
+        given = {k: v for name, vals in settings.items() if name not in sections and registry.get(name) is cls
+                 for k, v in vals.items()}
+        params = cls.Params.from_strings(cls.name, given).to_dict()
         for d in datasets:
             for size in sizes:
                 for seed in seeds:
@@ -146,10 +148,10 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
 
 
 def _typed_field(section: str, key: str, raw: str) -> Any:
-    from .method import _convert
     cls = type(getattr(size_config("smoke", "synthetic"), section))
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     if key not in hints:
         raise ValueError(f"--set {section}.{key}: unknown field; {section} fields are: {', '.join(sorted(hints))}")
-    import typing
-    return _convert(raw, typing.get_type_hints(cls)[key], f"{section}.{key}")
+    if typing.get_origin(hints[key]) is tuple:      # e.g. eval.probe_labels=100,500
+        return tuple(convert_value(v, typing.get_args(hints[key])[0], f"{section}.{key}") for v in raw.split(","))
+    return convert_value(raw, hints[key], f"{section}.{key}")

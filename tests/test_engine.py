@@ -117,3 +117,20 @@ def test_real_corpora_run_at_smoke_size(dataset):
     m = rec["metrics"]
     assert 1 < m["ppl"] < 1e5 and m["nll"] <= m["elbo"] + 1.0
     assert (set(m["probe"]) == {"100"}) == (dataset == "short-yelp")   # only short-yelp has labels here
+
+
+def test_third_party_methods_register_through_the_entry_point_group(tmp_path, monkeypatch):
+    pkg = tmp_path / "cb_plugin_demo.py"
+    pkg.write_text("from collapse_bench.method import Method\nfrom collapse_bench.registry import register\n\n"
+                   "@register('plugin-demo')\nclass Demo(Method):\n    \"\"\"A third-party method.\"\"\"\n")
+    dist = tmp_path / "cb_plugin_demo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cb-plugin-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[collapse_bench.methods]\ndemo = cb_plugin_demo\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_loaded", False)
+    try:
+        assert "plugin-demo" in registry.names()
+        assert registry.get("plugin-demo").description() == "A third-party method."
+    finally:
+        registry._METHODS.pop("plugin-demo", None)

@@ -1,0 +1,531 @@
+"""Optuna studies over a method's declared search space (`Method.search_space(trial)`).
+
+Plain Optuna with ask/tell, trials run through the same executors as sweeps (`serial` one at a time,
+`ray` as many at once as there are CPU slots); no Ray Tune.
+
+* Storage: by default a journal file `OUT/tune/<study>.journal` (`JournalStorage(JournalFileBackend)`,
+  safe for several processes on one machine or a shared file system). `storage=` takes an RDB URL instead
+  (`postgresql://...` for a study shared by a cluster; `sqlite:///...` works but then only this driver
+  writes to it). Rerunning the same command resumes the study: it runs trials until `trials` of them are
+  finished (complete or pruned); failed trials do not count and are replaced.
+* Sampler: `TPESampler(seed=S + number of trials already in the study)`. Samplers are not stored in the
+  study, so it is recreated on every run from the same `--seed`; the offset keeps a resumed study from
+  replaying the random start-up suggestions its first trials already tried.
+* Direction from the objective: minimise nll, ppl, elbo (the metrics are −ELBO-style losses); maximise mi,
+  au, kl (collapse remedies aim at a used latent) and probe@N (accuracy).
+* Pruning on the validation curve: the trainer validates after every epoch; each trial's method gets its
+  `on_epoch_end` wrapped so that, in the worker, the epoch's curve value is reported to the trial
+  (`trial.report(value, epoch)`) and `trial.should_prune()` is asked; a pruned run stops there (raising
+  `optuna.TrialPruned`, which `run_cell` records) and skips the test-set scoring. The curve value follows
+  the objective: `valid_loss` for nll/ppl/elbo, `valid_mi` for mi (and for probe, as its proxy),
+  `valid_au` for au, `valid_kl` for kl. The default pruner is `MedianPruner(n_startup_trials=4,
+  n_warmup_steps=ceil(train.warm_up))`: nothing is pruned during KL warm-up. Where a worker cannot open
+  the study (a journal file not visible on a remote node, SQLite), the driver reports the finished run's
+  curve instead, which still informs later pruning decisions but cannot stop that run.
+* Each finished trial's full record is written as a normal result file `OUT/results/<cell>.json` (with a
+  `tune` entry naming the study and trial), so the leaderboard sees it; pruned trials have no result file.
+  A trial whose cell already has an `ok` result (same params, seed and overrides) reuses it.
+* After every trial: `OUT/tune/<study>.best.json` (method, params, value, objective, ...) and
+  `OUT/tune/<study>.history.csv` (number, state, value, params, ...); at the end
+  `OUT/tune/<study>.importances.json` once there are >= 2 complete trials.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import registry
+from .store import ResultStore, now, safe_name, short_hash
+from .sweep import CellSpec, expand, run_cell
+
+METRIC_DIRECTIONS = {"nll": "minimize", "ppl": "minimize", "elbo": "minimize",
+                     "mi": "maximize", "au": "maximize", "kl": "maximize", "probe": "maximize"}
+CURVE_KEYS = {"nll": "valid_loss", "ppl": "valid_loss", "elbo": "valid_loss",
+              "mi": "valid_mi", "au": "valid_au", "kl": "valid_kl", "probe": "valid_mi"}
+PRUNERS = ("median", "none")
+
+
+class TuneError(ValueError):
+    pass
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise TuneError("tuning needs Optuna: pip install 'collapse-bench[tune]' (optuna>=5,<6)") from e
+    return optuna
+
+
+# --- objective ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Objective:
+    metric: str                 # nll, ppl, elbo, mi, au, kl, probe
+    labels: int | None = None   # probe@N
+
+    @classmethod
+    def parse(cls, text: str) -> "Objective":
+        name, at, n = text.strip().lower().partition("@")
+        if name not in METRIC_DIRECTIONS:
+            raise TuneError(f"unknown objective {text!r}; choose one of "
+                            f"{', '.join(m for m in METRIC_DIRECTIONS if m != 'probe')}, probe@N (e.g. probe@100)")
+        if name == "probe":
+            if not (at and n.isdigit() and int(n) > 0):
+                raise TuneError(f"objective {text!r}: write probe@N with N a number of labels, e.g. probe@100")
+            return cls("probe", int(n))
+        if at:
+            raise TuneError(f"objective {text!r}: only probe takes @N")
+        return cls(name)
+
+    @property
+    def name(self) -> str:
+        return f"probe@{self.labels}" if self.metric == "probe" else self.metric
+
+    @property
+    def slug(self) -> str:
+        return f"probe{self.labels}" if self.metric == "probe" else self.metric
+
+    @property
+    def direction(self) -> str:
+        return METRIC_DIRECTIONS[self.metric]
+
+    @property
+    def curve_key(self) -> str:
+        return CURVE_KEYS[self.metric]
+
+    def value(self, record: dict) -> float:
+        m = record.get("metrics") or {}
+        if self.metric == "probe":
+            probe = m.get("probe") or {}
+            if str(self.labels) not in probe:
+                raise KeyError(f"the record has no probe@{self.labels} (probe sizes: {sorted(probe, key=int) or 'none'})")
+            return float(probe[str(self.labels)]["mean"])
+        if self.metric not in m:
+            raise KeyError(f"the record has no metric {self.metric!r}")
+        return float(m[self.metric])
+
+
+# --- storage -----------------------------------------------------------------------------------------
+_RDB_PREFIXES = ("sqlite:", "postgresql", "postgres:", "mysql", "oracle", "mssql")
+
+
+def is_rdb(storage: str) -> bool:
+    return storage.startswith(_RDB_PREFIXES)
+
+
+def open_storage(storage: str):
+    """An RDB URL, or a journal file path (optionally written `journal:PATH`)."""
+    optuna = _optuna()
+    if is_rdb(storage):
+        return optuna.storages.RDBStorage(storage)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    path = Path(storage.removeprefix("journal:")).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_pruner(pruner: Any, warmup_epochs: int):
+    optuna = _optuna()
+    if pruner is None or pruner == "none":
+        return optuna.pruners.NopPruner()
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup_epochs)
+    if isinstance(pruner, str):
+        raise TuneError(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
+    return pruner  # an optuna pruner instance
+
+
+# --- what a worker needs to report to its trial ------------------------------------------------------
+@dataclass(frozen=True)
+class StudyRef:
+    storage: str                 # journal path or RDB URL
+    study_name: str
+    pruner: Any                  # an optuna pruner (picklable)
+    curve_key: str
+    report_in_worker: bool
+
+
+class _Reporter:
+    """The trial as seen from the process that trains it."""
+
+    def __init__(self, ref: StudyRef, trial_id: int):
+        optuna = _optuna()
+        storage = open_storage(ref.storage)
+        study = optuna.load_study(study_name=ref.study_name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler(), pruner=ref.pruner)
+        self.trial = optuna.trial.Trial(study, trial_id)
+
+    @classmethod
+    def open(cls, ref: StudyRef, trial_id: int) -> "_Reporter | None":
+        if not is_rdb(ref.storage) and not Path(ref.storage.removeprefix("journal:")).expanduser().exists():
+            return None    # a node that does not see the journal file: the driver reports afterwards
+        try:
+            return cls(ref, trial_id)
+        except Exception as e:  # noqa: BLE001 - pruning is an optimisation; never fail the run for it
+            print(f"tune: cannot report to study {ref.study_name!r} from this worker ({type(e).__name__}: {e}); "
+                  f"the driver reports the curve after the run", file=sys.stderr)
+            return None
+
+
+def _attach_reporter(method, ref: StudyRef, trial_id: int) -> None:
+    original = method.on_epoch_end
+    state: dict[str, Any] = {}
+
+    def on_epoch_end(trainer, epoch: int, valid: dict) -> None:
+        original(trainer, epoch, valid)
+        value = valid.get(ref.curve_key)
+        if value is None or not math.isfinite(float(value)):
+            return
+        if "reporter" not in state:
+            state["reporter"] = _Reporter.open(ref, trial_id)
+        reporter = state["reporter"]
+        if reporter is None:
+            return
+        reporter.trial.report(float(value), epoch)
+        if reporter.trial.should_prune():
+            raise _optuna().TrialPruned(f"pruned after epoch {epoch}: {ref.curve_key}={float(value):.4g}")
+
+    method.on_epoch_end = on_epoch_end
+
+
+@dataclass
+class TrialSpec(CellSpec):
+    """A cell run as an Optuna trial: its method reports the validation curve to the trial as it trains."""
+    trial_number: int = -1
+    trial_id: int = -1
+    study_ref: StudyRef | None = None
+
+    def make_method(self):
+        method = super().make_method()
+        if self.study_ref is not None and self.study_ref.report_in_worker and self.trial_id >= 0:
+            _attach_reporter(method, self.study_ref, self.trial_id)
+        return method
+
+
+# --- the study ---------------------------------------------------------------------------------------
+@dataclass
+class TuneResult:
+    study_name: str
+    storage: str
+    direction: str
+    objective: str
+    n_finished: int
+    ran: int
+    best: dict | None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def default_study_name(method: str, dataset: str, size: str, objective: Objective, seed: int,
+                       fixed: dict, overrides: dict) -> str:
+    name = f"{method}__{dataset}__{size}__{objective.slug}__seed{seed}"
+    if fixed or overrides:
+        name += f"__cfg{short_hash({'params': fixed, 'overrides': overrides})}"
+    return safe_name(name)
+
+
+def tune_dir(out: str | Path) -> Path:
+    return Path(out) / "tune"
+
+
+def _has_search_space(cls) -> bool:
+    optuna = _optuna()
+    try:
+        return bool(cls.search_space(optuna.trial.FixedTrial({})))
+    except (ValueError, KeyError, AttributeError):
+        return True   # it asked for a parameter the empty FixedTrial does not have
+
+
+def _driver_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_stale_trials(study, log: Callable[[str], None]) -> None:
+    """RUNNING trials left by a driver on this host that no longer exists (killed mid-study) become FAIL."""
+    optuna = _optuna()
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        tag = t.user_attrs.get("driver", "")
+        h, _, pid = tag.rpartition(":")
+        if h == host and pid.isdigit() and not _pid_alive(int(pid)):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            log(f"tune: trial {t.number} was left running by a dead driver ({tag}); marked failed")
+
+
+def tune(method: str, dataset: str = "synthetic", size: str = "smoke", *, out: str | Path, trials: int = 20,
+         objective: str = "nll", storage: str | None = None, study_name: str | None = None, executor=None,
+         seed: int = 0, data_dir: str | None = None, settings: dict[str, dict[str, str]] | None = None,
+         device: str = "cpu", pruner: Any = "median", fn: Callable[[CellSpec], dict] = run_cell,
+         reuse: bool = True, on_trial: Callable[[dict], None] | None = None,
+         log: Callable[[str], None] | None = None) -> TuneResult:
+    """Run (or resume) a study until `trials` trials are finished; see the module docstring."""
+    optuna = _optuna()
+    from optuna.trial import TrialState
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if trials < 1:
+        raise TuneError(f"--trials must be >= 1, got {trials}")
+    obj = Objective.parse(objective)
+    cls = registry.get(method)
+    base = expand([cls.name], [dataset], [size], [seed], settings, data_dir=data_dir, device=device)[0]
+    cfg = base.size_config()
+    if not _has_search_space(cls):
+        raise TuneError(f"method {cls.name!r} declares no search space (its search_space(trial) returns {{}}); "
+                        f"nothing to tune")
+    if obj.metric == "probe" and obj.labels not in cfg.eval.probe_labels:
+        raise TuneError(f"objective {obj.name}: size {size!r} scores the probe at {list(cfg.eval.probe_labels)} "
+                        f"labels; pick one of those or add it with --set eval.probe_labels=...")
+    fixed = {k: v for k, v in (settings or {}).get(cls.name, {}).items()}
+    name = study_name or default_study_name(cls.name, dataset, size, obj, seed, fixed, base.overrides)
+    tdir = tune_dir(out)
+    tdir.mkdir(parents=True, exist_ok=True)
+    storage_url = storage or str(tdir / f"{name}.journal")
+    store = ResultStore(out)
+
+    study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction=obj.direction,
+                                load_if_exists=True,
+                                pruner=make_pruner(pruner, math.ceil(cfg.train.warm_up)))
+    if study.direction.name.lower() != obj.direction:
+        raise TuneError(f"study {name!r} in {storage_url} maximises/minimises differently "
+                        f"({study.direction.name.lower()}) from objective {obj.name} ({obj.direction}); "
+                        f"use another --study name")
+    meta = {"method": cls.name, "dataset": dataset, "size": size, "seed": seed, "objective": obj.name,
+            "overrides": base.overrides, "fixed_params": base.params}
+    if not study.user_attrs:
+        for k, v in meta.items():
+            study.set_user_attr(k, v)
+    elif study.user_attrs.get("method") not in (None, cls.name):
+        raise TuneError(f"study {name!r} tunes {study.user_attrs['method']!r}, not {cls.name!r}")
+    _fail_stale_trials(study, log)
+    existing = study.get_trials(deepcopy=False)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(existing))
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    n_finished = sum(t.state in finished_states for t in existing)
+    remaining = max(0, trials - n_finished)
+    ref = StudyRef(storage_url, name, study.pruner, obj.curve_key, report_in_worker=not storage_url.startswith("sqlite:"))
+    files = {"best": tdir / f"{name}.best.json", "history": tdir / f"{name}.history.csv",
+             "importances": tdir / f"{name}.importances.json"}
+    if not storage:
+        files["storage"] = Path(storage_url)
+    if remaining == 0:
+        log(f"tune: study {name!r} already has {n_finished} finished trials (asked for {trials}); nothing to run")
+    else:
+        log(f"tune: study {name!r} ({obj.direction} {obj.name}): {n_finished} finished, running {remaining} more")
+
+    in_flight: dict[str, list] = {}   # cell -> asked trials waiting for its record
+    ran = 0
+
+    def finish(trial, record: dict, cached: bool = False) -> None:
+        nonlocal ran
+        err = record.get("error") or {}
+        info = {"study": name, "trial": trial.number, "objective": obj.name}
+        if record.get("status") == "ok":
+            try:
+                value = obj.value(record)
+            except KeyError as e:
+                value, err = None, {"type": "KeyError", "message": str(e)}
+            if value is not None and not math.isfinite(value):
+                value, err = None, {"type": "NonFiniteObjective", "message": f"{obj.name} = {value}"}
+            if value is not None:
+                _report_curve(study, trial, record, obj.curve_key)
+                trial.set_user_attr("cached", cached)
+                study.tell(trial, value)
+                if not cached:
+                    store.write({**record, "tune": {**info, "value": value}})
+                state, shown = "complete", f"{obj.name}={value:.4g}"
+            else:
+                trial.set_user_attr("error", f"{err['type']}: {err['message']}")
+                study.tell(trial, state=TrialState.FAIL)
+                state, shown = "fail", f"{err['type']}: {err['message']}"
+        elif err.get("type") == "TrialPruned":
+            _report_curve(study, trial, record, obj.curve_key)
+            study.tell(trial, state=TrialState.PRUNED)
+            state, shown = "pruned", err.get("message", "")
+        else:
+            trial.set_user_attr("error", f"{err.get('type')}: {err.get('message')}")
+            study.tell(trial, state=TrialState.FAIL)
+            store.write({**record, "tune": info})
+            state, shown = "fail", f"{err.get('type')}: {err.get('message')}"
+        ran += not cached
+        log(f"[trial {trial.number} {state}{' (cached)' if cached else ''}] {record.get('label')}: {shown}")
+        write_history(study, files["history"])
+        write_best(study, files["best"], meta, name, storage_url)
+        if on_trial:
+            on_trial({"trial": trial.number, "state": state, "record": record})
+
+    def trial_specs():
+        asked = 0
+        while asked < remaining:
+            trial = study.ask()
+            asked += 1
+            trial.set_user_attr("driver", _driver_tag())
+            try:
+                suggested = dict(cls.search_space(trial))
+                params = {**base.params, **suggested}
+                cls.Params(**params)          # invalid combinations fail here, not in a worker
+            except Exception as e:  # noqa: BLE001
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+                study.tell(trial, state=TrialState.FAIL)
+                log(f"[trial {trial.number} fail] search space gave invalid params: {type(e).__name__}: {e}")
+                continue
+            spec = TrialSpec(cls.name, dataset, size, seed, params, base.overrides, data_dir=data_dir,
+                             device=device, trial_number=trial.number, trial_id=trial._trial_id, study_ref=ref)
+            trial.set_user_attr("params", suggested)
+            trial.set_user_attr("cell", spec.cell)
+            if reuse and store.is_done(spec.cell):
+                finish(trial, store.load(spec.cell), cached=True)
+                continue
+            in_flight.setdefault(spec.cell, []).append(trial)
+            yield spec
+
+    def on_result(record: dict) -> None:
+        waiting = in_flight.get(record.get("cell"), [])
+        if not waiting:
+            log(f"tune: a record for {record.get('cell')!r} matches no running trial; ignored")
+            return
+        finish(waiting.pop(0), record)
+
+    from .sweep import SerialExecutor
+    try:
+        if remaining:
+            (executor or SerialExecutor()).map(fn, trial_specs(), on_result)
+    finally:
+        # Ctrl-C or a crash of the driver's loop: trials still out are failed, so a rerun replaces them.
+        for trials_left in in_flight.values():
+            for t in trials_left:
+                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+        write_history(study, files["history"])
+        write_best(study, files["best"], meta, name, storage_url)
+    write_importances(study, files["importances"])
+    all_trials = study.get_trials(deepcopy=False)
+    best = json.loads(files["best"].read_text()) if files["best"].exists() else None
+    return TuneResult(name, storage_url, obj.direction, obj.name,
+                      sum(t.state in finished_states for t in all_trials), ran, best,
+                      {k: p for k, p in files.items() if p.exists()})
+
+
+def _report_curve(study, trial, record: dict, key: str) -> None:
+    """Intermediate values from the finished run's curve, where the worker could not report them itself."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.intermediate_values:
+        return
+    for point in record.get("curves") or []:
+        value = point.get(key)
+        if value is not None and math.isfinite(float(value)):
+            trial.report(float(value), int(point["epoch"]))
+
+
+# --- outputs -----------------------------------------------------------------------------------------
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_history(study, path: Path) -> None:
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    names = sorted({k for t in trials for k in (t.user_attrs.get("params") or t.params)})
+    rows = []
+    for t in trials:
+        params = t.user_attrs.get("params") or t.params
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_complete and t.datetime_start else ""
+        rows.append([t.number, t.state.name.lower(), "" if t.value is None else t.value,
+                     len(t.intermediate_values), t.user_attrs.get("cached", ""), duration,
+                     t.datetime_start.isoformat() if t.datetime_start else "",
+                     t.user_attrs.get("cell", ""), t.user_attrs.get("error", "")]
+                    + [params.get(n, "") for n in names])
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["number", "state", "value", "epochs_reported", "cached", "duration_s", "started", "cell", "error"]
+               + [f"param_{n}" for n in names])
+    w.writerows(rows)
+    _atomic_write(path, buf.getvalue())
+
+
+def write_best(study, path: Path, meta: dict, name: str, storage: str) -> None:
+    from optuna.trial import TrialState
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return
+    best = study.best_trial
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    tuned = best.user_attrs.get("params") or best.params
+    doc = {"study": name, "storage": storage, "method": meta["method"], "dataset": meta["dataset"],
+           "size": meta["size"], "seed": meta["seed"], "objective": meta["objective"],
+           "direction": study.direction.name.lower(), "value": best.value,
+           "params": {**meta["fixed_params"], **tuned}, "tuned_params": tuned, "overrides": meta["overrides"],
+           "trial": best.number, "cell": best.user_attrs.get("cell"), "trials": counts, "updated": now()}
+    _atomic_write(path, json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def write_importances(study, path: Path) -> None:
+    from optuna.trial import TrialState
+    optuna = _optuna()
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if len(complete) < 2:
+        return
+    try:
+        imp = optuna.importance.get_param_importances(study)
+        evaluator = "PedAnovaImportanceEvaluator (optuna default)"
+    except Exception as e:  # noqa: BLE001 - e.g. a parameter that never varied
+        imp, evaluator = {}, f"not computed: {type(e).__name__}: {e}"
+    _atomic_write(path, json.dumps({"study": study.study_name, "evaluator": evaluator, "n_complete": len(complete),
+                                    "importances": {k: float(v) for k, v in imp.items()}, "updated": now()},
+                                   indent=1) + "\n")
+
+
+# --- feeding a sweep ---------------------------------------------------------------------------------
+def best_files(path: str | Path) -> list[Path]:
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    for d in (p / "tune", p):
+        files = sorted(d.glob("*.best.json"))
+        if files:
+            return files
+    return []
+
+
+def load_best_params(path: str | Path, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """{method: params} from the best-trial files under `path` (a run folder, its `tune/`, or one
+    `.best.json`). A method without a file is left out; one with several files is an error (name the file)."""
+    files = best_files(path)
+    if not files:
+        raise TuneError(f"--params-from {path}: no *.best.json found there or in its tune/ folder "
+                        f"(run `python -m collapse_bench tune ... --out {path}` first)")
+    docs = []
+    for f in files:
+        try:
+            docs.append((f, json.loads(f.read_text())))
+        except (OSError, json.JSONDecodeError) as e:
+            raise TuneError(f"--params-from: cannot read {f}: {e}") from e
+    out: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        name = registry.get(m).name
+        mine = [(f, d) for f, d in docs if d.get("method") == name]
+        if len(mine) > 1:
+            raise TuneError(f"--params-from {path}: {len(mine)} studies tuned {name} "
+                            f"({', '.join(f.name for f, _ in mine)}); pass the one to use: --params-from FILE")
+        if mine:
+            out[name] = dict(mine[0][1].get("params") or {})
+    return out
