@@ -48,7 +48,9 @@ def cmd_list(args) -> int:
 
 
 def _fmt(v, spec=".2f") -> str:
-    return "–" if v is None else format(v, spec)
+    if v is None:
+        return "–"
+    return format(v, ".3g") if isinstance(v, float) and abs(v) >= 1e6 else format(v, spec)
 
 
 def summary_table(records: list[dict]) -> str:
@@ -69,6 +71,9 @@ def cmd_run(args) -> int:
     settings = _settings(args.set)
     if args.threads is not None:
         settings.setdefault("train", {})["threads"] = str(args.threads)
+    if args.params_from is not None:
+        from .tune import apply_best_params
+        settings = apply_best_params(settings, args.params_from, _csv(args.methods))
     specs = expand(_csv(args.methods), _csv(args.dataset), _csv(args.size), args.seeds, settings,
                    data_dir=args.data_dir, device=args.device)
     executor = _executor(args)
@@ -118,6 +123,31 @@ def _executor(args):
     return make_executor(args.executor, address=args.ray_address, num_cpus=args.num_cpus, retries=args.retries)
 
 
+def cmd_tune(args) -> int:
+    import optuna
+
+    from .tune import tune
+    settings = _settings(args.set)
+    if args.threads is not None:
+        settings.setdefault("train", {})["threads"] = str(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)   # the driver prints one line per trial itself
+    try:
+        res = tune(args.method, args.dataset, args.size, out=args.out, trials=args.trials, objective=args.objective,
+                   storage=args.storage, study_name=args.study, executor=_executor(args), seed=args.seed,
+                   data_dir=args.data_dir, settings=settings, device=args.device, pruner=args.pruner)
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are kept in the study; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(f"study {res.study_name}: {res.n_finished} finished trials ({res.ran} run now), storage {res.storage}")
+    if res.best:
+        params = ", ".join(f"{k}={v}" for k, v in res.best["tuned_params"].items())
+        print(f"best: trial {res.best['trial']}  {res.objective}={res.best['value']:.4g}  {params}")
+    for kind, path in res.files.items():
+        print(f"{kind}: {path}")
+    return 0 if res.best else 1
+
+
 def cmd_report(args) -> int:
     from .report import build_report
     print(build_report(args.dir, args.output))
@@ -147,7 +177,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retries", type=int, default=0, help="retries of a cell whose worker died")
     r.add_argument("--overwrite", action="store_true", help="rerun cells that already have a result")
     r.add_argument("--no-report", action="store_true", help="do not build the leaderboard at the end")
+    r.add_argument("--params-from", default=None, type=Path, metavar="DIR",
+                   help="use the best tuned params of each method from DIR/tune/*.best.json (or one such file); "
+                        "--set still overrides them")
     r.set_defaults(fn=cmd_run)
+
+    t = sub.add_parser("tune", help="Optuna study over a method's search space (resumable)")
+    t.add_argument("--method", required=True, help="method to tune (see `list`)")
+    t.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASETS)}")
+    t.add_argument("--size", default="default", help=f"one of {', '.join(SIZES)}")
+    t.add_argument("--trials", type=int, default=20, help="total finished trials wanted; a rerun resumes up to it")
+    t.add_argument("--out", default="runs/latest", type=Path,
+                   help="study, best params and history go to OUT/tune/, each trial's result to OUT/results/")
+    t.add_argument("--objective", default="nll",
+                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised)")
+    t.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna RDB URL (e.g. postgresql://... shared by a cluster); default: OUT/tune/<study>.journal")
+    t.add_argument("--study", default=None, help="study name (default: from method, dataset, size, objective, seed)")
+    t.add_argument("--seed", type=int, default=0, help="run seed of every trial, and the TPE sampler's seed")
+    t.add_argument("--pruner", choices=("median", "none"), default="median",
+                   help="prune on the per-epoch validation curve (median stopping rule) or not")
+    t.add_argument("--data-dir", default=None, help="corpus folder (or set COLLAPSE_BENCH_DATA)")
+    t.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                   help="fix a method hyperparameter or a size field (train.epochs=3) for every trial; repeatable")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    t.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: the size's, 1)")
+    t.add_argument("--executor", choices=("serial", "ray"), default="serial",
+                   help="ray runs as many trials at once as there are CPUs")
+    t.add_argument("--ray-address", default=None, help="join a Ray cluster: auto or ray://HOST:PORT")
+    t.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")
+    t.add_argument("--retries", type=int, default=0, help="retries of a trial whose worker died")
+    t.set_defaults(fn=cmd_tune)
 
     rep = sub.add_parser("report", help="build the HTML leaderboard from DIR/results")
     rep.add_argument("dir", type=Path)

@@ -202,6 +202,9 @@ class RayExecutor:
             n = min(n, self.max_in_flight)
         return max(1, n)
 
+    def _capped(self) -> bool:
+        return bool((self.address and self.num_cpus) or self.max_in_flight)
+
     # --- the contract ----------------------------------------------------------------------------
     def map(self, fn: Callable[[Any], dict], specs: Iterable, on_result: Callable[[dict], None]) -> None:
         eager = isinstance(specs, (list, tuple))
@@ -226,7 +229,9 @@ class RayExecutor:
 
         try:
             while True:
-                limit = len(specs) if eager else self.slots()
+                # A list goes to Ray's scheduler at once (it sees the whole demand); an iterator, or a cap set
+                # by num_cpus on a joined cluster / max_in_flight, is fed one free slot at a time.
+                limit = len(specs) if eager and not self._capped() else self.slots()
                 while not exhausted and len(pending) < limit:
                     try:
                         spec = next(source)
@@ -267,7 +272,7 @@ class RayExecutor:
                     pass
             raise
         finally:
-            if started_here and self._owned:
+            if started_here:       # stops an embedded Ray; for a joined cluster only disconnects this driver
                 self.shutdown()
 
 

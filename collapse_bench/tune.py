@@ -291,7 +291,8 @@ def tune(method: str, dataset: str = "synthetic", size: str = "smoke", *, out: s
     if obj.metric == "probe" and obj.labels not in cfg.eval.probe_labels:
         raise TuneError(f"objective {obj.name}: size {size!r} scores the probe at {list(cfg.eval.probe_labels)} "
                         f"labels; pick one of those or add it with --set eval.probe_labels=...")
-    fixed = {k: v for k, v in (settings or {}).get(cls.name, {}).items()}
+    fixed = {k: v for key, vals in (settings or {}).items() if key not in ("train", "model", "eval", "limits")
+             and registry.get(key) is cls for k, v in vals.items()}
     name = study_name or default_study_name(cls.name, dataset, size, obj, seed, fixed, base.overrides)
     tdir = tune_dir(out)
     tdir.mkdir(parents=True, exist_ok=True)
@@ -528,4 +529,24 @@ def load_best_params(path: str | Path, methods: list[str]) -> dict[str, dict[str
                             f"({', '.join(f.name for f, _ in mine)}); pass the one to use: --params-from FILE")
         if mine:
             out[name] = dict(mine[0][1].get("params") or {})
+    return out
+
+
+def apply_best_params(settings: dict[str, dict[str, Any]], path: str | Path, methods: list[str],
+                      log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """`--params-from`: the best params of each named method, under the `--set` values the user gave
+    (an explicit `--set bnvae.gamma=...` wins over the tuned value)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    best = load_best_params(path, methods)
+    if not best:
+        raise TuneError(f"--params-from {path}: no study there tuned any of {', '.join(methods)}")
+    for m in methods:
+        name = registry.get(m).name
+        if name in best:
+            log(f"params-from: {name} " + " ".join(f"{k}={v}" for k, v in best[name].items()))
+        else:
+            log(f"params-from: no tuned parameters for {name} in {path}; it keeps its defaults")
+    out: dict[str, dict[str, Any]] = {name: dict(p) for name, p in best.items()}
+    for key, values in settings.items():
+        out[key] = {**out.get(key, {}), **values}
     return out

@@ -1,5 +1,6 @@
 """Every registered method: one contract suite parametrised over the registry, then each remedy's own invariant
-measured on a model trained at `smoke` size (1 epoch; models are trained once per module and shared)."""
+measured on a model trained at `smoke` size. To fit the suite in a few CPU minutes the smoke run is cut to one
+epoch over 400 training sentences (100 valid / 100 test); each model is trained once per module and shared."""
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,9 @@ from collapse_bench.sweep import CellSpec, _corpus, run_cell
 from collapse_bench.train import Trainer
 
 DATASET, SIZE, SEED = "synthetic", "smoke", 0
-OVERRIDES = {"train": {"epochs": 1}}
-METHODS = registry.names()
+OVERRIDES = {"train": {"epochs": 1}, "limits": {"max_train": 400, "max_valid": 100, "max_test": 100}}
+# the built-in registry (test files may register throw-away methods of their own)
+METHODS = [n for n in registry.names() if registry.get(n).__module__.startswith("collapse_bench.methods.")]
 
 # One invalid value per method with hyperparameters: the contract test checks each is rejected.
 BAD_PARAMS = {
@@ -89,7 +91,7 @@ def trained():
 
 def eval_outputs(t: Trained, model) -> dict[str, np.ndarray]:
     """Seeded evaluation outputs of `model` on 64 test sentences (means, ELBO terms, IW-NLL with 5 samples)."""
-    split = t.corpus.test.subset(np.arange(64))
+    split = t.corpus.test.subset(np.arange(48))
     model.eval()
     torch.manual_seed(123)
     rec, kl = ev.elbo_terms(t.method, model, split, 32, "cpu")
@@ -202,14 +204,14 @@ def test_bnvae_kl_floor_with_batch_statistics(trained):
     assert not bn.weight.requires_grad and torch.all(bn.weight == gamma), "gamma must stay fixed"
     assert bn.bias.requires_grad and bn.bias.abs().max() > 0, "beta must be learned"
     nz = t.cfg.model.nz
-    floor = 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum())
+    floor = 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum().detach())
     assert floor >= nz * gamma ** 2 / 2
     for b in t.trainer.train_batches:
         kl, _ = _batch_stats_kl(t.model, b.tokens)
         with torch.no_grad():
             m, _ = t.model.head.linear(t.model.encoder(b.tokens)).chunk(2, -1)
         v = m.var(0, unbiased=False)
-        exact = 0.5 * float((gamma ** 2 * v / (v + bn.eps) + bn.bias.pow(2)).sum())   # BN's eps shaves a hair
+        exact = 0.5 * float((gamma ** 2 * v / (v + bn.eps) + bn.bias.detach().pow(2)).sum())   # BN's eps shaves a hair
         assert kl.mean() >= exact - 1e-4
         if float((v / (v + bn.eps)).min()) > 0.999:
             assert kl.mean() >= floor * 0.999
@@ -301,8 +303,11 @@ def test_vmf_wood_sampler_matches_the_density():
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(2, n // 2))
     w = (z * mu.unsqueeze(1)).sum(-1).flatten().double().numpy()
     f = _vmf_marginal(kappa, d, c["log_c"])
-    cdf = np.vectorize(lambda x: integrate.quad(f, -1, x, limit=200)[0])
-    assert stats.kstest(w, cdf).pvalue > 1e-3
+    grid = np.linspace(-1, 1, 2001)
+    dens = np.array([f(x) if abs(x) < 1 else 0.0 for x in grid])
+    cdf_grid = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(grid))])
+    assert cdf_grid[-1] == pytest.approx(1.0, abs=1e-4)
+    assert stats.kstest(w, lambda x: np.interp(x, grid, cdf_grid)).pvalue > 1e-3
     assert w.mean() == pytest.approx(c["mean_cos"], abs=4 * w.std() / math.sqrt(n))
     # gradients reach the encoder through mu
     mu_leaf = mu.clone().requires_grad_(True)
@@ -312,31 +317,40 @@ def test_vmf_wood_sampler_matches_the_density():
 
 def test_fb_per_dimension_penalty_meets_its_target(trained):
     t = trained("fb")
-    target, nz = t.method.params.target, t.cfg.model.nz
+    nz = t.cfg.model.nz
     tokens = t.batch().tokens
     with torch.no_grad():
-        post = t.model.posterior(tokens)
-    mu = post.mu.clone().requires_grad_(True)
-    post = Gaussian(mu, post.logvar)
-    kl = post.kl_per_dim()
-    pen = t.method.kl_penalty(post)
-    assert bool((pen >= target - 1e-5).all()), "each sentence pays at least the target"
-    torch.testing.assert_close(pen, kl.clamp(min=target / nz).sum(-1))
-    pen.sum().backward()
-    below = (kl < target / nz).detach()
-    assert below.any() and (~below).any(), "the trained model should have dimensions on both sides"
-    assert bool((mu.grad[below] == 0).all()), "no gradient below the floor"
-    assert bool((mu.grad[~below & (mu.detach().abs() > 1e-6)] != 0).all())
+        post0 = t.model.posterior(tokens)
+    kl0 = post0.kl_per_dim()
+    fb = registry.get("fb")
+    # the trained method's own target, and one in the middle of this model's per-dimension KLs
+    for method in (t.method, fb(fb.Params(target=float(kl0.median()) * nz))):
+        target = method.params.target
+        mu = post0.mu.clone().requires_grad_(True)
+        post = Gaussian(mu, post0.logvar)
+        kl = post.kl_per_dim()
+        pen = method.kl_penalty(post)
+        assert bool((pen >= target * (1 - 1e-6)).all()), "each sentence pays at least the target"
+        torch.testing.assert_close(pen, kl.clamp(min=target / nz).sum(-1))
+        pen.sum().backward()
+        below = (kl < target / nz).detach()
+        assert bool((mu.grad[below] == 0).all()), "no gradient below the floor"
+        assert bool((mu.grad[~below & (mu.detach().abs() > 1e-6)] != 0).all()), "full gradient above it"
+    assert below.any() and (~below).any()
     # Kingma et al.'s batch-level clamp on the same posterior: mean over the batch first, then the floor
-    kingma = registry.get("fb")(registry.get("fb").Params(target=target, mode="kingma", groups=4))
-    mu.grad = None
-    pen_k = kingma.kl_penalty(post)
-    kl_g = kl.view(len(tokens), 4, nz // 4).sum(-1).mean(0)
-    assert float(pen_k.mean()) == pytest.approx(float(kl_g.clamp(min=target / 4).sum()), rel=1e-5)
+    g4 = 4
+    kl_g = kl0.view(len(tokens), g4, nz // g4).sum(-1).mean(0)
+    target = float(kl_g.median()) * g4
+    kingma = fb(fb.Params(target=target, mode="kingma", groups=g4))
+    mu = post0.mu.clone().requires_grad_(True)
+    pen_k = kingma.kl_penalty(Gaussian(mu, post0.logvar))
+    assert float(pen_k.mean().detach()) == pytest.approx(float(kl_g.clamp(min=target / g4).sum()), rel=1e-5)
     pen_k.mean().backward()
-    g = mu.grad.view(len(tokens), 4, nz // 4)
-    for j in range(4):
-        assert bool((g[:, j] == 0).all()) == bool(kl_g[j] <= target / 4)
+    g = mu.grad.view(len(tokens), g4, nz // g4)
+    low = kl_g <= target / g4
+    assert low.any() and (~low).any()
+    for j in range(g4):
+        assert bool((g[:, j] == 0).all()) == bool(low[j])
 
 
 def test_anneal_schedules_have_their_shape():
@@ -367,18 +381,20 @@ def test_cyclic_schedule_over_the_run(trained):
     w = np.array([t.method.kl_weight(s, t.trainer.steps_per_epoch, t.cfg.train) for s in range(total)])
     starts = np.flatnonzero(w == p.kl_start)
     assert len(starts) == p.cycles and starts[0] == 0, "M cycles, each restarting once"
-    assert w[-1] == 1.0
-    for k, s in enumerate(starts):
-        end = starts[k + 1] if k + 1 < len(starts) else total
-        cyc = w[s:end]
-        rising = cyc[cyc < 1.0]
-        assert np.all(np.diff(rising) > 0), "rises every iteration (no weight pinned for a restart epoch)"
-        assert len(rising) == pytest.approx(p.ratio * len(cyc), abs=1.5)
-        assert np.all(cyc[len(rising):] == 1.0)
+    period = math.ceil(total / p.cycles)
+    assert np.all(np.diff(starts) == period)
+    first = w[:period]
+    rising = first[first < 1.0]
+    assert np.all(np.diff(rising) > 0), "rises every iteration (no weight pinned for a restart epoch)"
+    assert len(rising) == pytest.approx(p.ratio * total / p.cycles, abs=1.0)
+    assert np.all(first[len(rising):] == 1.0) and len(rising) < period
+    for s in starts:   # every cycle repeats the first (the last one may be cut short by ceil(T/M))
+        np.testing.assert_array_equal(w[s:s + period], first[: len(w[s:s + period])])
     # Fu et al.'s formula on a round example: T = 100, M = 4, R = 0.5
     from collapse_bench.methods.cyclic import cyclical_schedule
     ws = [cyclical_schedule(i, 100, 4, 0.5) for i in range(1, 101)]
-    assert ws[:3] == pytest.approx([0.0, 1 / 12.5, 2 / 12.5]) and ws[12] == 1.0 and ws[25] == 0.0
+    assert ws[:3] == pytest.approx([0.0, 0.08, 0.16]) and ws[12] == pytest.approx(0.96)
+    assert ws[13:25] == [1.0] * 12 and ws[25] == 0.0 and ws[26] == pytest.approx(0.08)
 
 
 def test_word_dropout_drops_at_its_rate(trained):
@@ -518,7 +534,9 @@ def test_eae_entropy_estimator_and_proposal(trained):
         post = model.posterior(tokens)
     # BN without affine: zero mean, unit variance per dimension within the batch
     torch.testing.assert_close(post.mu.mean(0), torch.zeros(t.cfg.model.nz), atol=1e-5, rtol=0)
-    torch.testing.assert_close(post.mu.var(0, unbiased=False), torch.ones(t.cfg.model.nz), atol=1e-3, rtol=0)
+    with torch.no_grad():
+        v = model.head.linear(model.encoder(tokens)).var(0, unbiased=False)
+    torch.testing.assert_close(post.mu.var(0, unbiased=False), v / (v + model.head.bn.eps), atol=1e-4, rtol=1e-3)
     torch.testing.assert_close(post.logvar, torch.full_like(post.logvar, 2 * math.log(s)))
     # the code is deterministic: the reconstruction term does not sample
     model.eval()

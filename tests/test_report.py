@@ -61,16 +61,15 @@ def realistic(label: str, seed: int, dataset: str, size: str, labels: bool) -> d
     method, params, nll, kl, mi, au, acc, secs = PROFILES[label]
     rng = np.random.default_rng([seed, len(label), int(nll * 10)])
     jitter = lambda s: float(rng.normal(0, s))  # noqa: E731
-    probe = {} if not labels or acc is None else {str(n): {"mean": min(0.99, acc + 0.02 * i + jitter(0.01)), "sd": 0.01,
-                                                           "n": 3} for i, n in enumerate(PROBE_LABELS)}
+    probe = {str(n): {"mean": min(0.99, acc + 0.02 * i + jitter(0.01)), "sd": 0.01, "n": 3}
+             for i, n in enumerate(PROBE_LABELS)} if labels and acc is not None else {}
     metrics = {"nll": nll + jitter(0.3), "ppl": math.exp((nll + jitter(0.3)) / 90), "elbo": nll + kl + 1.0,
-               "recon": nll,
-               "kl": max(0.0, kl + jitter(0.1)), "mi": None if mi is None else max(0.0, mi + jitter(0.1)),
-               "au": au, "probe": probe, "iw_samples": 50, "mi_estimator": "full-set mixture (Li et al. 2019)"}
+               "recon": nll, "kl": max(0.0, kl + jitter(0.1)), "mi": 0.0 if mi is None else max(0.0, mi + jitter(0.1)),
+               "au": au, "probe": probe, "iw_samples": 0 if mi is None else 50,   # 0: the engine's model without z
+               "mi_estimator": "full-set mixture (Li et al. 2019)"}
     curves = [{"epoch": e, "step": 100 * e, "lr": 1.0, "kl_weight": min(1.0, 0.1 + 0.3 * e), "train_loss": nll + 20 / e,
-               "train_kl": kl * e / 3, "valid_loss": nll + 15 / e, "valid_recon": nll,
-               "valid_kl": kl * e / 3 + jitter(0.1),
-               "valid_mi": None if mi is None else mi * e / 3 + jitter(0.1), "valid_au": round(au * e / 3)}
+               "train_kl": kl * e / 3, "valid_loss": nll + 15 / e, "valid_recon": nll, "valid_au": round(au * e / 3),
+               "valid_kl": kl * e / 3 + jitter(0.1), "valid_mi": 0.0 if mi is None else mi * e / 3 + jitter(0.1)}
               for e in (1, 2, 3)]
     return record(label, method, seed, params=params, dataset=dataset, size=size, metrics=metrics,
                   train_seconds=secs * (1 + 0.1 * seed) + jitter(1.0), curves=curves)
@@ -148,7 +147,7 @@ def test_load_results_one_row_per_file_with_failed_cells(built: tuple[Path, str]
     failed = df[df["status"] == "failed"]
     assert failed["label"].tolist() == ["savae"] and "out of memory" in failed["error_message"].iloc[0]
     assert {"nll", "mi", "au", "train_seconds", "probe@100", "probe@10000"} <= set(df.columns)
-    assert df.loc[df["label"] == "lm", "mi"].isna().all()
+    assert df.loc[df["label"] == "lm", ["kl", "mi", "au"]].isna().all().all()
 
 
 def test_one_row_per_label_per_board_and_failed_row(built: tuple[Path, str]) -> None:
@@ -178,7 +177,8 @@ def test_missing_metrics_are_dashes(built: tuple[Path, str]) -> None:
     header = ["method", "seeds", "nll", "ppl", "kl", "mi", "au", *(f"p{n}" for n in PROBE_LABELS), "time", "rank",
               "status"]
     row = dict(zip(header, lm["cells"], strict=True))
-    assert row["mi"] == "–" and row["p100"] == "–" and "(3)" in row["nll"]
+    assert row["mi"] == row["kl"] == row["au"] == row["p100"] == "–" and "(3)" in row["nll"]   # no z: n/a, not 0
+    assert row["rank"] == "4.00"          # best NLL and time, but the last places (6 of 6) for MI, AU and probe
     assert len(yelp[0]["cells"]) == len(header) - len(PROBE_LABELS)         # no probe columns without labels
 
 
@@ -229,11 +229,22 @@ def test_ties_and_ratio_in_the_built_table(tmp_path: Path) -> None:
     # far has vanilla's seconds (ratio 1 = best, shared); near's 1.5 ± 0.5 is not distinguishable from 1 (p ≈ 0.22)
     assert rows["far"].cells["time_ratio"].best and rows["vanilla"].cells["time_ratio"].best
     assert rows["near"].cells["time_ratio"].tied
-    # mean rank over NLL (vanilla 1, near 2, orphan 3, far 4) and time (vanilla = far = 1.5, near 3)
+    # mean rank over NLL (vanilla 1, near 2, orphan 3, far 4) and time (vanilla = far = 1.5, near 3, orphan
+    # without a ratio last: 4)
     assert [(r.label, r.mean_rank) for r in boards[0].rows] == [("vanilla", 1.25), ("near", 2.5), ("far", 2.75),
-                                                                ("orphan", 3.0)]
+                                                                ("orphan", 3.5)]
     none = build_boards(add_time_ratio(frame([r for r in recs if r["method"] != "vanilla"])))[0]
     assert all(r.cells["time_ratio"].text == "–" for r in none.rows)
+
+
+def test_probe_label_counts_share_one_rank() -> None:
+    probe = {"a": {"100": {"mean": 0.9}, "500": {"mean": 0.5}}, "b": {"100": {"mean": 0.8}, "500": {"mean": 0.6}}}
+    nll = {"a": 1.0, "b": 2.0}
+    boards = build_boards(add_time_ratio(frame([record(m, m, 0, metrics={"nll": nll[m], "probe": probe[m]})
+                                                for m in "ab"])))
+    # NLL ranks a 1, b 2; probe ranks (1, 2) and (2, 1) average to 1.5 each; probe shown in %
+    assert {r.label: r.mean_rank for r in boards[0].rows} == {"a": 1.25, "b": 1.75}
+    assert boards[0].rows[0].cells["probe@100"].text == "90.0 (1)"
 
 
 def test_partial_failure_keeps_the_row(tmp_path: Path) -> None:
@@ -262,6 +273,7 @@ def test_rebuild_from_raw_results_alone(built: tuple[Path, str], tmp_path: Path)
     assert again == tmp_path / "site" / "index.html"
     assert (tmp_path / "site" / "results.csv").read_text() == (src / "results.csv").read_text()
     assert (tmp_path / "site" / "results.jsonl").read_text() == (src / "results.jsonl").read_text()
+
     def strip(html: str) -> list[str]:
         return [line for line in html.splitlines() if "<dt>built</dt>" not in line]
 

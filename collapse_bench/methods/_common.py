@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from ..train import Trainer
 
 Pretrain = Literal["none", "ae"]
+EncoderInit = Literal["pytorch", "harness"]
+
+
+def pytorch_default_init(*modules: torch.nn.Module) -> None:
+    """Re-initialise with PyTorch's own defaults (embeddings N(0, 1), LSTM and linear U(+-1/sqrt(fan))),
+    leaving batch-norm layers alone. BNV's BN-VAE encoder uses these instead of He et al.'s U(+-0.01)."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, (torch.nn.Embedding, torch.nn.LSTM, torch.nn.Linear)):
+                m.reset_parameters()
 
 
 def require(cond: bool, message: str) -> None:

@@ -7,7 +7,8 @@ from ..config import ModelConfig
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain
+from ._common import (EncoderInit, PretrainAE, Pretrain, Remedy, RemedyParams, pytorch_default_init, require,
+                      require_pretrain)
 
 
 class BNHead(nn.Module):
@@ -33,10 +34,15 @@ class BNHead(nn.Module):
 class BNVAE(PretrainAE, Remedy):
     """BN-VAE (Zhu et al. 2020): batch norm on mu with γ fixed (0.6), β learned; E[KL] >= nz(γ²+β²)/2.
 
-    Training batches of fewer than 2 sentences are skipped (as in BNV), since batch statistics need two.
-    The encoder keeps the harness's U(+-0.01) initialisation (BNV's encoder used PyTorch defaults); the KL weight
-    follows the harness's annealing schedule. With pretrain='ae' the BN layer keeps its initial weight=gamma,
-    bias=0 (BNV resets it) and the decoder is freshly initialised."""
+    The bound is really sum_j (gamma^2 v_j / (v_j + eps) + beta_j^2) / 2 with v_j the batch variance of the raw
+    mean and eps = 1e-5 (PyTorch's BN default, as in BNV): it only holds while v_j >> eps. Hence
+    encoder_init='pytorch' (default): like BNV, the encoder and head use PyTorch's default initialisation; with
+    the harness's U(+-0.01) the raw means start with v ~ 1e-10 and the floor is void from the first step. Even
+    then nothing stops the encoder from shrinking v below eps later (a small KL gradient that Adam's normalised
+    steps amplify) when the decoder gains little from z; the KL-floor test checks both forms.
+    Training batches of fewer than 2 sentences are skipped (as in BNV), since batch statistics need two. The KL
+    weight follows the harness's annealing schedule. With pretrain='ae' the encoder and head's linear map come
+    from the AE, the BN layer keeps weight=gamma, bias=0 (BNV resets it) and the decoder is fresh."""
 
     min_batch_size = 2
 
@@ -44,11 +50,14 @@ class BNVAE(PretrainAE, Remedy):
     class Params(RemedyParams):
         gamma: float = 0.6          # 0.6 and 0.7 in the BN-VAE table
         pretrain: Pretrain = "none"
+        encoder_init: EncoderInit = "pytorch"
 
         def validate(self) -> None:
             require(self.gamma > 0, f"bnvae.gamma={self.gamma!r} must be > 0 (it sets the KL floor nz*gamma^2/2; "
                                     f"the paper uses 0.6 or 0.7)")
             require_pretrain("bnvae", self.pretrain)
+            require(self.encoder_init in ("pytorch", "harness"),
+                    f"bnvae.encoder_init={self.encoder_init!r}: choose 'pytorch' (BNV) or 'harness' (U(+-0.01))")
 
         @staticmethod
         def search_space(trial) -> dict:
@@ -58,6 +67,8 @@ class BNVAE(PretrainAE, Remedy):
         model = TextVAE(cfg, vocab_size)
         model.head = BNHead(cfg.enc_hidden, cfg.nz, self.params.gamma)
         model.reset_parameters(model.head)     # the linear map; BN keeps gamma / 0
+        if self.params.encoder_init == "pytorch":
+            pytorch_default_init(model.encoder, model.head)
         return model
 
     @staticmethod

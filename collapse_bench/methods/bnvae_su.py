@@ -7,7 +7,7 @@ from ..config import ModelConfig
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import Remedy, RemedyParams, require
+from ._common import EncoderInit, Remedy, RemedyParams, pytorch_default_init, require
 
 SIGMA_VAR_EPS = 1e-6   # variance = sigma_hat^2 + eps, so log sigma^2 (and the KL) stay finite at sigma_hat = 0
 
@@ -47,18 +47,23 @@ class SuBNHead(nn.Module):
 class BNVAESu(Remedy):
     """BN-VAE, Su's variant (2020): BN on mu and sigma, γ_μ² = τ + (1−τ)σ(θ) with τ=0.5, θ learned; E[KL] >= nz·τ/2.
 
-    The sigma branch is the standard deviation (Su's snippet), not log sigma^2: see SuBNHead. Training batches of
-    fewer than 2 sentences are skipped; the harness's KL annealing applies."""
+    The sigma branch is the standard deviation (Su's snippet), not log sigma^2: see SuBNHead. As for `bnvae`,
+    the encoder uses PyTorch's default initialisation by default (Su's Keras code used Keras defaults), since
+    the floor needs the raw batch variance well above BN's eps. Training batches of fewer than 2 sentences
+    are skipped; the harness's KL annealing applies."""
 
     min_batch_size = 2
 
     @dataclass(frozen=True)
     class Params(RemedyParams):
         tau: float = 0.5
+        encoder_init: EncoderInit = "pytorch"
 
         def validate(self) -> None:
             require(0.0 < self.tau < 1.0, f"bnvae-su.tau={self.tau!r} must be in (0, 1) (Su: 0.5); "
                                           f"it sets the KL floor nz*tau/2")
+            require(self.encoder_init in ("pytorch", "harness"),
+                    f"bnvae-su.encoder_init={self.encoder_init!r}: choose 'pytorch' or 'harness' (U(+-0.01))")
 
         @staticmethod
         def search_space(trial) -> dict:
@@ -68,4 +73,6 @@ class BNVAESu(Remedy):
         model = TextVAE(cfg, vocab_size)
         model.head = SuBNHead(cfg.enc_hidden, cfg.nz, self.params.tau)
         model.reset_parameters(model.head)     # the linear map; theta stays 0
+        if self.params.encoder_init == "pytorch":
+            pytorch_default_init(model.encoder, model.head)
         return model

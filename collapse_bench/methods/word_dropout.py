@@ -38,7 +38,8 @@ class WordDropout(Remedy):
         z = post.rsample(1)[:, 0]
         inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]   # targets stay intact
         logits = model.decoder.logits(drop_words(inputs, self.params.rate), z)
-        rec = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(-1)
+        rec = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                              reduction="none").view_as(targets).sum(-1)
         kl = post.kl()
         total = (rec + kl_weight * self.kl_penalty(post)).mean()
         return Loss(total, rec.detach(), kl.detach())

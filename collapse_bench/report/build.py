@@ -65,7 +65,8 @@ def _runs(board: Board) -> list[dict[str, str]]:
                     "train_seconds": _fmt(r["train_seconds"]), "seconds_per_step": _fmt(r["seconds_per_step"], 4),
                     "eval_seconds": _fmt(r["eval_seconds"]), "peak_memory_mb": _fmt(r["peak_memory_mb"], 0),
                     "threads": _fmt(r["threads"], 0), "device": _fmt(r.get("device")), "torch": _fmt(r.get("torch")),
-                    "git": _fmt(r.get("git")), "finished": _fmt(r.get("finished")), "error": err})
+                    "git": _fmt(r.get("git")), "finished": _fmt(r.get("finished")), "error": err,
+                    "traceback": r.get("traceback") or "", "config": r.get("config") or "{}"})
     return out
 
 
@@ -101,7 +102,7 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None) -> Pat
     curves = curves_frame(loaded.records)
     pal = palette(sorted(df["label"].unique()) if not df.empty else [])
     for b in boards:
-        b.plots = [(title, Markup(svg)) for title, svg in board_plots(b, curves, pal)]
+        b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal)]
     _write(out.parent / JSONL_NAME,
            "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in loaded.records))
     _write(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))

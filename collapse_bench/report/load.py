@@ -17,7 +17,8 @@ METRICS = ("nll", "ppl", "elbo", "recon", "kl", "mi", "au")
 TIMING = ("train_seconds", "steps", "seconds_per_step", "eval_seconds", "peak_memory_mb", "threads")
 PROVENANCE = ("harness_version", "git", "python", "platform", "hostname", "started", "finished", "dataset_hash")
 CURVE_KEYS = ("valid_kl", "valid_mi", "valid_au", "train_kl", "valid_loss", "kl_weight")
-KEYS = ["dataset", "size", "label"]
+LATENT_METRICS = ("kl", "mi", "au")
+LATENT_CURVES = ("valid_kl", "valid_mi", "valid_au", "train_kl")
 
 
 @dataclass
@@ -102,11 +103,13 @@ def status_of(rec: dict[str, Any]) -> str:
     return "ok" if s == "ok" else "failed"
 
 
-def _error(rec: dict[str, Any]) -> tuple[str, str]:
+def _error(rec: dict[str, Any]) -> tuple[str, str, str]:
+    """(type, message, traceback), empty strings where absent."""
     err = rec.get("error")
     if isinstance(err, dict):
-        return str(err.get("type") or ""), str(err.get("message") or "")
-    return ("", str(err)) if err else ("", "")
+        kind, message, trace = (str(err.get(k) or "") for k in ("type", "message", "traceback"))
+        return kind, message, trace
+    return ("", str(err), "") if err else ("", "", "")
 
 
 def probe_key(k: Any) -> tuple[int, float, str]:
@@ -123,20 +126,28 @@ def _probe(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def has_latent(rec: dict[str, Any]) -> bool:
+    """False for a model without z (the LM): the engine writes KL/MI/AU = 0 and iw_samples = 0 for it."""
+    m = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    return m.get("has_latent") is not False and m.get("iw_samples") != 0
+
+
 def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
     metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
     timing = rec.get("timing") if isinstance(rec.get("timing"), dict) else {}
     prov = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else {}
     cfg = rec.get("config") if isinstance(rec.get("config"), dict) else {}
-    etype, emsg = _error(rec)
+    etype, emsg, trace = _error(rec)
     row: dict[str, Any] = {
         "cell": str(rec.get("cell") or f"record{file_index}"),
         "method": str(rec.get("method", "?")), "label": label_of(rec),
         "params": json.dumps(params_of(rec), sort_keys=True, default=str),
         "dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")), "seed": seed_of(rec),
-        "status": status_of(rec), "error_type": etype, "error_message": emsg,
+        "status": status_of(rec), "error_type": etype, "error_message": emsg, "traceback": trace,
+        "config": json.dumps(cfg, sort_keys=True, indent=1, default=str),
     }
-    row |= {k: num(metrics.get(k)) for k in METRICS}
+    latent = has_latent(rec)
+    row |= {k: num(metrics.get(k)) if latent or k not in LATENT_METRICS else math.nan for k in METRICS}
     row |= {k: num(timing.get(k)) for k in TIMING}
     row |= {k: (None if prov.get(k) is None else str(prov[k])) for k in PROVENANCE}
     pk = prov.get("packages")
@@ -167,10 +178,12 @@ def curves_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             continue
         base = {"dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")),
                 "label": label_of(rec), "seed": str(seed_of(rec))}
+        latent = has_latent(rec)
         for i, point in enumerate(curves, 1):
             if isinstance(point, dict):
                 rows.append(base | {"epoch": num(point.get("epoch", i)), "step": num(point.get("step"))}
-                            | {k: num(point.get(k)) for k in CURVE_KEYS})
+                            | {k: num(point.get(k)) if latent or k not in LATENT_CURVES else math.nan
+                               for k in CURVE_KEYS})
     return pd.DataFrame(rows, columns=["dataset", "size", "label", "seed", "epoch", "step", *CURVE_KEYS])
 
 

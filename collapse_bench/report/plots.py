@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .stats import summarize
+from .stats import Summary, summarize
 from .table import Board
 
 CURVES = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"))
@@ -69,14 +69,14 @@ def _legend_outside(fig: Figure, axes: list[Axes]) -> None:
         fig.legend(handles, labels, loc="outside right center", frameon=False)   # constrained layout makes room
 
 
-def curves(curves: pd.DataFrame, pal: dict) -> Figure | None:
-    keys = [(k, t) for k, t in CURVES if k in curves and curves[k].notna().any()]
-    if curves.empty or not keys:
+def curves(points: pd.DataFrame, pal: dict) -> Figure | None:
+    keys = [(k, t) for k, t in CURVES if k in points and points[k].notna().any()]
+    if points.empty or not keys:
         return None
     fig = Figure(figsize=(3.6 * len(keys), 3.0), layout="constrained")
     axes = list(fig.subplots(1, len(keys), squeeze=False)[0])
     for ax, (k, title) in zip(axes, keys, strict=True):
-        data = curves[curves[k].notna()]
+        data = points[points[k].notna()]
         sns.lineplot(data, x="epoch", y=k, hue="label", palette=pal, errorbar=t_band, ax=ax,
                      marker="o", markersize=3)
         ax.set(title=title, xlabel="epoch", ylabel="")
@@ -119,7 +119,7 @@ def pareto(board: Board, pal: dict) -> Figure | None:
     return fig
 
 
-def _half(s) -> float:
+def _half(s: Summary) -> float:
     return 0.0 if s.n < 2 else (s.hi - s.lo) / 2
 
 
@@ -159,8 +159,11 @@ def time_ratio(runs: pd.DataFrame, pal: dict) -> Figure | None:
     return fig
 
 
-def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict) -> list[tuple[str, str]]:
-    """(title, svg) for each plot the board's data supports; ``pal`` from ``palette`` keeps colours across boards."""
+def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict) -> list[tuple[str, str, str]]:
+    """(title, svg, error) for each plot the board's data supports; ``pal`` keeps colours across boards.
+
+    A plot that cannot be drawn (e.g. values matplotlib cannot scale) yields its error instead of losing the page.
+    """
     mine = curve_frame[(curve_frame["dataset"] == board.dataset) & (curve_frame["size"] == board.size)]
     mine = mine.assign(label=mine["label"].map(plain))
     scale = next((m.scale for m in board.metrics if m.key.startswith("probe@")), 1.0)
@@ -173,7 +176,10 @@ def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict) -> list[tupl
     out = []
     with _style():
         for i, (title, make) in enumerate(makers):
-            fig = make()
-            if fig is not None:
-                out.append((title, to_svg(fig, f"{board.anchor}-{i}")))
+            try:
+                fig = make()
+                if fig is not None:
+                    out.append((title, to_svg(fig, f"{board.anchor}-{i}"), ""))
+            except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
+                out.append((title, "", f"{type(e).__name__}: {e}"))
     return out

@@ -61,7 +61,8 @@ def _param(params: dict[str, Any], name: str) -> float:
     return math.nan
 
 
-def _lm(model, method, yahoo, yelp, params=None, pretrained=False, section=""):
+def _lm(model: str, method: str | None, yahoo: str, yelp: str, params: dict[str, float | None] | None = None,
+        pretrained: bool = False, section: str = "") -> tuple[Any, ...]:
     return model, method, tuple(yahoo.split()), tuple(yelp.split()), params or {}, pretrained, section
 
 

@@ -97,7 +97,7 @@ class Board:
     runs: pd.DataFrame
     paper: list[published.PaperTable] = field(default_factory=list)
     paper_matches: dict[str, list[list[str]]] = field(default_factory=dict)  # table title -> labels per paper row
-    plots: list[tuple[str, str]] = field(default_factory=list)                     # (title, inline svg)
+    plots: list[tuple[str, str, str]] = field(default_factory=list)   # (title, inline svg, error if not drawn)
 
     @property
     def anchor(self) -> str:
@@ -149,16 +149,23 @@ def _row(label: str, cells: pd.DataFrame, metrics: list[Metric], tables: list[pu
 
 
 def _mark(rows: list[Row], metrics: list[Metric]) -> None:
-    """Best/tied flags per metric and the mean rank over rank groups (probe label counts count once)."""
+    """Best/tied flags per metric and the mean rank over rank groups (probe label counts count once).
+
+    A row with results but no value for a ranked metric shares the last places, so that a method cannot
+    climb by not reporting (the LM has no MI); rows with no ok cell get no rank.
+    """
     group_ranks: dict[str, dict[str, list[float]]] = {}
     for m in metrics:
         sums = {r.label: r.cells[m.key].summary for r in rows}
         best, tie = mark_best(sums, m.better)
         for r in rows:
             r.cells[m.key].best, r.cells[m.key].tied = r.label in best, r.label in tie
-        if m.rank_group and m.better:
-            for label, rk in ranks({k: s.mean for k, s in sums.items() if s}, m.better).items():
-                group_ranks.setdefault(label, {}).setdefault(m.rank_group, []).append(rk)
+        rk = ranks({k: s.mean for k, s in sums.items() if s}, m.better) if m.rank_group and m.better else {}
+        if rk:
+            ranked = [r.label for r in rows if r.n_ok]
+            last = len(rk) + (sum(label not in rk for label in ranked) + 1) / 2
+            for label in ranked:
+                group_ranks.setdefault(label, {}).setdefault(str(m.rank_group), []).append(rk.get(label, last))
     for r in rows:
         groups = group_ranks.get(r.label)
         if groups:
