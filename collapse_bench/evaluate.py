@@ -131,7 +131,7 @@ def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, devi
     metrics = {"nll": float(nll.mean()), "ppl": perplexity(nll, test), "elbo": float((rec + kl).mean()),
                "recon": float(rec.mean()), "kl": float(kl.mean()), "mi": 0.0, "au": 0, "probe": {},
                "iw_samples": cfg.iw_samples if model.has_latent else 0, "mi_estimator": MI_ESTIMATOR,
-               "test_sentences": len(test)}
+               "test_sentences": len(test), "has_latent": model.has_latent}
     if not model.has_latent:
         return metrics
     stats = latent_stats(encode(method, model, test, cfg.batch_size, device), cfg.au_threshold)

@@ -164,8 +164,10 @@ class RayExecutor:
             _enable_token_auth_for_join()
             try:
                 ray.init(address=self.address, **common)
-            except (ConnectionError, RuntimeError) as e:
-                raise ExecutorError(f"could not join the Ray cluster at {self.address}: {e}") from e
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                hint = (" (ray:// addresses use Ray Client: pip install 'ray[client]==2.60.0')"
+                        if self.address.startswith("ray://") else "")
+                raise ExecutorError(f"could not join the Ray cluster at {self.address}: {e}{hint}") from e
             self._owned = False
         else:
             ray.init(num_cpus=self.num_cpus or _local_cpus(), include_dashboard=False,

@@ -81,10 +81,13 @@ def train_and_score(spec: CellSpec) -> Trained:
 def trained():
     cache: dict[tuple, Trained] = {}
 
-    def get(name: str, **params) -> Trained:
-        key = (name, tuple(sorted(params.items())))
+    def get(name: str, train: dict | None = None, **params) -> Trained:
+        key = (name, tuple(sorted(params.items())), tuple(sorted((train or {}).items())))
         if key not in cache:
-            cache[key] = train_and_score(make_spec(name, **params))
+            spec = make_spec(name, **params)
+            if train:
+                spec.overrides = {**spec.overrides, "train": {**spec.overrides["train"], **train}}
+            cache[key] = train_and_score(spec)
         return cache[key]
     return get
 
@@ -190,43 +193,48 @@ def test_params_validate_and_search_space(name):
 
 # ------------------------------------------------------------------------------------------ invariants
 
-def _batch_stats_kl(model, tokens) -> tuple[torch.Tensor, object]:
+def _raw_mean_var(model, tokens) -> torch.Tensor:
+    with torch.no_grad():
+        m, _ = model.head.linear(model.encoder(tokens)).chunk(2, -1)
+    return m.var(0, unbiased=False)
+
+
+def _batch_stats_kl(model, tokens) -> torch.Tensor:
     """KL per sentence with BN in train mode (batch statistics), on a copy so the running stats stay put."""
     model = copy.deepcopy(model).train()
     with torch.no_grad():
-        return model.posterior(tokens).kl(), model
+        return model.posterior(tokens).kl()
+
+
+# The BN floors need the raw means' batch variance far above BN's eps; the paper's SGD (lr 1) keeps it there,
+# Adam does not (see BNVAE's docstring), so the BN models of these tests train with the paper's optimiser.
+PAPER_OPTIMISER = {"optimizer": "sgd", "lr": 1.0}
 
 
 def test_bnvae_kl_floor_with_batch_statistics(trained):
-    t = trained("bnvae")
+    t = trained("bnvae", train=PAPER_OPTIMISER)
     bn = t.model.head.bn
-    gamma = t.method.params.gamma
+    gamma, nz = t.method.params.gamma, t.cfg.model.nz
     assert not bn.weight.requires_grad and torch.all(bn.weight == gamma), "gamma must stay fixed"
     assert bn.bias.requires_grad and bn.bias.abs().max() > 0, "beta must be learned"
-    nz = t.cfg.model.nz
-    floor = 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum().detach())
+    floor = 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum().detach())   # nz (gamma^2 + mean beta^2) / 2
     assert floor >= nz * gamma ** 2 / 2
     for b in t.trainer.train_batches:
-        kl, _ = _batch_stats_kl(t.model, b.tokens)
-        with torch.no_grad():
-            m, _ = t.model.head.linear(t.model.encoder(b.tokens)).chunk(2, -1)
-        v = m.var(0, unbiased=False)
-        exact = 0.5 * float((gamma ** 2 * v / (v + bn.eps) + bn.bias.detach().pow(2)).sum())   # BN's eps shaves a hair
-        assert kl.mean() >= exact - 1e-4
-        if float((v / (v + bn.eps)).min()) > 0.999:
-            assert kl.mean() >= floor * 0.999
+        v = _raw_mean_var(t.model, b.tokens)
+        assert float(v.min()) > 1000 * bn.eps, "the raw means collapsed below BN's eps"
+        assert float(_batch_stats_kl(t.model, b.tokens).mean()) >= floor * (1 - 1e-3)
 
 
 def test_bnvae_su_kl_floor_with_batch_statistics(trained):
-    t = trained("bnvae-su")
+    t = trained("bnvae-su", train=PAPER_OPTIMISER)
     head, nz, tau = t.model.head, t.cfg.model.nz, t.method.params.tau
     g_mu, g_sigma = head.scales()
     torch.testing.assert_close(g_mu ** 2 + g_sigma ** 2, torch.ones(nz))
     assert bool((g_mu ** 2 >= tau).all())
     assert head.theta.abs().max() > 0, "theta must be learned"
     for b in t.trainer.train_batches:
-        kl, _ = _batch_stats_kl(t.model, b.tokens)
-        assert kl.mean() >= nz * tau / 2 * (1 - 1e-4)
+        assert float(_raw_mean_var(t.model, b.tokens).min()) > 1000 * head.bn_mu.eps
+        assert float(_batch_stats_kl(t.model, b.tokens).mean()) >= nz * tau / 2 * (1 - 1e-4)
 
 
 def test_delta_kl_at_least_nz_delta_for_every_sentence(trained):

@@ -1,8 +1,9 @@
 """Tuning: objectives, the persisted and resumable study, pruning from inside the run, the output files, Ray
 trials in parallel, and `run --params-from`.
 
-A test-only method (`tunetest`: vanilla with a scaled KL penalty) is registered while this module runs; Ray
-workers register it by importing this module (the fixture puts this folder on their PYTHONPATH)."""
+A test-only method (`tunetest`: vanilla with a scaled KL penalty) is registered while this module runs; in Ray
+workers the trial function `cell` registers it (the fixture puts this folder on their PYTHONPATH so that the
+workers can import this module)."""
 from __future__ import annotations
 
 import csv
@@ -37,7 +38,6 @@ class _Params(MethodParams):
             raise ParamError(f"{NAME}.beta={self.beta} must be > 0")
 
 
-@registry.register(NAME)
 class TuneTest(Method):
     """Test-only: vanilla VAE whose KL penalty is scaled by beta (registered by tests/test_tune.py)."""
     Params = _Params
@@ -50,14 +50,21 @@ class TuneTest(Method):
         return {"beta": trial.suggest_float("beta", 0.2, 1.0)}
 
 
+def _register() -> None:
+    if NAME not in registry.names():
+        registry.register(NAME)(TuneTest)
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _unregister_after_module():
+def _registered_while_this_module_runs():
+    _register()          # not at import: other modules' tests that list every method must not see it
     yield
     registry._METHODS.pop(NAME, None)
 
 
 def cell(spec):
-    """The trial function handed to Ray: importing this module in the worker registers `tunetest` there."""
+    """The trial function handed to Ray workers (which import this module to unpickle it)."""
+    _register()
     return run_cell(spec)
 
 

@@ -30,6 +30,7 @@ class AggressiveVAE(Remedy):
 
     aggressive: bool = True
     aggressive_epochs: int = 0
+    _prev_mi: float = 0.0
 
     def before_training(self, trainer) -> None:
         super().before_training(trainer)

@@ -37,9 +37,11 @@ class BNVAE(PretrainAE, Remedy):
     The bound is really sum_j (gamma^2 v_j / (v_j + eps) + beta_j^2) / 2 with v_j the batch variance of the raw
     mean and eps = 1e-5 (PyTorch's BN default, as in BNV): it only holds while v_j >> eps. Hence
     encoder_init='pytorch' (default): like BNV, the encoder and head use PyTorch's default initialisation; with
-    the harness's U(+-0.01) the raw means start with v ~ 1e-10 and the floor is void from the first step. Even
-    then nothing stops the encoder from shrinking v below eps later (a small KL gradient that Adam's normalised
-    steps amplify) when the decoder gains little from z; the KL-floor test checks both forms.
+    the harness's U(+-0.01) the raw means start with v ~ 1e-10 and the floor is void from the first step.
+    Optimiser: the paper's SGD (lr 1) keeps v growing (BN makes the loss scale-invariant in the raw means), but
+    Adam turns the tiny O(eps/v) KL gradient on the scale into full-size steps and shrinks v below eps within
+    one epoch at `default` size on short-yelp, escaping the floor (KL -> 0). Run BN-VAE with
+    `--set train.optimizer=sgd --set train.lr=1.0` to reproduce the paper.
     Training batches of fewer than 2 sentences are skipped (as in BNV), since batch statistics need two. The KL
     weight follows the harness's annealing schedule. With pretrain='ae' the encoder and head's linear map come
     from the AE, the BN layer keeps weight=gamma, bias=0 (BNV resets it) and the decoder is fresh."""
