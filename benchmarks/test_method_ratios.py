@@ -1,12 +1,13 @@
 """Wall-clock cost of one training step of every method, as a ratio to vanilla's, at `default` size.
 
 All methods are measured side by side in one process: the same batches (full 32-sentence batches of the
-corpus's typical length), the same thread count, interleaved rounds (each round runs every method once, in an
-order rotated by one each round) and medians over rounds. Wall-clock is the measure; the thread CPU-time ratio
-is recorded beside it because on a shared machine it is the steadier of the two. The ratios go to benchmark.extra_info; the budgets
-are asserted only when pytest-benchmark is enabled (`pytest benchmarks --benchmark-enable`); under the
-project's default `--benchmark-disable` the same code runs once on one batch as a smoke test. The corpus is short-yelp when COLLAPSE_BENCH_DATA points at
-the data, else the synthetic corpus.
+corpus's typical length), the same thread count, interleaved rounds (each round times one step of every
+method, in an order rotated by one each round) and medians over rounds. Wall-clock is the measure; the thread
+CPU-time ratio is recorded beside it because on a shared machine it is the steadier of the two. The ratios go
+to benchmark.extra_info; the budgets are asserted only when pytest-benchmark is enabled
+(`pytest benchmarks/test_method_ratios.py --benchmark-enable`); under the project's default
+`--benchmark-disable` the same code runs once on one batch as a smoke test. The corpus is short-yelp when
+COLLAPSE_BENCH_DATA points at the data, else the synthetic corpus.
 
 `agg` is timed in its aggressive phase (inner encoder loop, the expensive part) and, as `agg:post`, after the
 phase has ended; the paper's ~3x is a whole-run figure that mixes the two. `pretrain=ae` variants cost the same
@@ -41,14 +42,11 @@ BUDGET = {"bnvae": 1.25, "bnvae-su": 1.25, "delta": 1.25, "fb": 1.25, "vmf": 1.2
 
 
 def _corpus_and_name():
-    try:
-        name = "short-yelp"
-        cfg = CellSpec(name, name, SIZE, 0).size_config()
-        return name, load_corpus(name, None, cfg.limits, seed=0)
-    except DataError:
-        name = "synthetic"
-        cfg = CellSpec(name, name, SIZE, 0).size_config()
-        return name, load_corpus(name, None, cfg.limits, seed=0)
+    for name in ("short-yelp", "synthetic"):
+        try:
+            return name, load_corpus(name, None, CellSpec(name, name, SIZE, 0).size_config().limits, seed=0)
+        except DataError:
+            continue
 
 
 def _entries() -> list[str]:

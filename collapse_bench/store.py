@@ -87,6 +87,7 @@ class ResultStore:
             json.dump(record, f, indent=1, default=str, allow_nan=True)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)   # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
         return path
 

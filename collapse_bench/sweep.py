@@ -118,7 +118,7 @@ def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, 
             on_result(record)
 
     (executor or SerialExecutor()).map(fn, pending, done)
-    return [store.load(s.cell) for s in specs if store.load(s.cell) is not None]
+    return [r for r in (store.load(s.cell) for s in specs) if r is not None]
 
 
 def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: list[int],

@@ -19,7 +19,8 @@ Plain Optuna with ask/tell, trials run through the same executors as sweeps (`se
   `optuna.TrialPruned`, which `run_cell` records) and skips the test-set scoring. The curve value follows
   the objective: `valid_loss` for nll/ppl/elbo, `valid_mi` for mi (and for probe, as its proxy),
   `valid_au` for au, `valid_kl` for kl. The default pruner is `MedianPruner(n_startup_trials=4,
-  n_warmup_steps=ceil(train.warm_up))`: nothing is pruned during KL warm-up. Where a worker cannot open
+  n_warmup_steps=ceil(train.warm_up) + 1)`: nothing is pruned during KL warm-up (steps are epochs, and Optuna
+  prunes from step == n_warmup_steps on). Where a worker cannot open
   the study (a journal file not visible on a remote node, SQLite), the driver reports the finished run's
   curve instead, which still informs later pruning decisions but cannot stop that run.
 * Each finished trial's full record is written as a normal result file `OUT/results/<cell>.json` (with a
@@ -301,7 +302,7 @@ def tune(method: str, dataset: str = "synthetic", size: str = "smoke", *, out: s
 
     study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction=obj.direction,
                                 load_if_exists=True,
-                                pruner=make_pruner(pruner, math.ceil(cfg.train.warm_up)))
+                                pruner=make_pruner(pruner, math.ceil(cfg.train.warm_up) + 1))
     if study.direction.name.lower() != obj.direction:
         raise TuneError(f"study {name!r} in {storage_url} maximises/minimises differently "
                         f"({study.direction.name.lower()}) from objective {obj.name} ({obj.direction}); "
