@@ -15,7 +15,7 @@ import torch
 
 from collapse_bench import evaluate as ev
 from collapse_bench.config import ModelConfig
-from collapse_bench.data import Split
+from collapse_bench.data import Batch, Split
 from collapse_bench.method import Method
 from collapse_bench.model import TextVAE
 
@@ -89,15 +89,13 @@ def make(w: Workload, seed: int = 0):
 
 
 def train_step_fn(w: Workload, method: Method | None = None):
-    from collapse_bench.train import Trainer  # noqa: F401  (the step below is Trainer.optimize's body)
     method = method or Method()
     model, tokens = make(w)
-    from collapse_bench.data import Batch
     batch = Batch(tokens, np.arange(w.batch), None)
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=0.1)
 
-    def step():
+    def step():   # Trainer.optimize's body, on one optimiser
         out = method.loss(model, batch, 1.0)
         opt.zero_grad(set_to_none=True)
         out.total.backward()

@@ -75,7 +75,10 @@ def convert_value(raw: str, hint: Any, where: str) -> Any:
                 return t(raw)
         except ValueError:
             continue
-    raise ParamError(f"{where}={raw!r} is not a valid {getattr(hint, '__name__', hint)}")
+    choices = [v for t in options if typing.get_origin(t) is typing.Literal for v in typing.get_args(t)]
+    if choices:
+        raise ParamError(f"{where}={raw!r}: choose one of {', '.join(map(repr, choices))}")
+    raise ParamError(f"{where}={raw!r} is not a valid {' or '.join(getattr(t, '__name__', str(t)) for t in options)}")
 
 
 @dataclass

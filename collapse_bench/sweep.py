@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import resource
-import sys
 import time
 import traceback
 import typing

@@ -102,26 +102,6 @@ def test_unreachable_address_fails_fast():
 
 
 # --- Ray ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent)] + ([old] if old else []))
-    owned = not ray.is_initialized()
-    if owned:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=False,
-                 logging_level="warning")
-    try:
-        yield ray
-    finally:
-        if owned:
-            ray.shutdown()
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
-
-
 @pytest.mark.ray
 def test_ray_gives_the_same_metrics_as_serial(ray_session):
     specs = [fast_spec(0, overrides=FAST), fast_spec(1)]    # one with the probe (slow), one without

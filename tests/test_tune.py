@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,26 +198,6 @@ def test_cli_tune_then_run_params_from(tmp_path, capsys):
 
 
 # --- Ray ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent)] + ([old] if old else []))
-    owned = not ray.is_initialized()
-    if owned:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=False,
-                 logging_level="warning")
-    try:
-        yield ray
-    finally:
-        if owned:
-            ray.shutdown()
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
-
-
 @pytest.mark.ray
 def test_trials_run_two_at_a_time_on_ray_and_resume(ray_session, tmp_path):
     from collapse_bench.executor import RayExecutor

@@ -41,6 +41,11 @@ def require_pretrain(method: str, value: str) -> None:
     require(value in ("none", "ae"), f"{method}.pretrain={value!r}: choose 'none' or 'ae'")
 
 
+def require_encoder_init(method: str, value: str) -> None:
+    require(value in ("pytorch", "harness"),
+            f"{method}.encoder_init={value!r}: choose 'pytorch' (the BN-VAE code) or 'harness' (U(+-0.01))")
+
+
 @dataclass(frozen=True)
 class RemedyParams(MethodParams):
     """Params whose class also declares the Optuna search space over its own fields."""

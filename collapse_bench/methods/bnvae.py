@@ -8,7 +8,7 @@ from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
 from ._common import (EncoderInit, PretrainAE, Pretrain, Remedy, RemedyParams, pytorch_default_init, require,
-                      require_pretrain)
+                      require_encoder_init, require_pretrain)
 
 
 class BNHead(nn.Module):
@@ -58,8 +58,7 @@ class BNVAE(PretrainAE, Remedy):
             require(self.gamma > 0, f"bnvae.gamma={self.gamma!r} must be > 0 (it sets the KL floor nz*gamma^2/2; "
                                     f"the paper uses 0.6 or 0.7)")
             require_pretrain("bnvae", self.pretrain)
-            require(self.encoder_init in ("pytorch", "harness"),
-                    f"bnvae.encoder_init={self.encoder_init!r}: choose 'pytorch' (BNV) or 'harness' (U(+-0.01))")
+            require_encoder_init("bnvae", self.encoder_init)
 
         @staticmethod
         def search_space(trial) -> dict:

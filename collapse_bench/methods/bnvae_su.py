@@ -7,7 +7,7 @@ from ..config import ModelConfig
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import EncoderInit, Remedy, RemedyParams, pytorch_default_init, require
+from ._common import EncoderInit, Remedy, RemedyParams, pytorch_default_init, require, require_encoder_init
 
 SIGMA_VAR_EPS = 1e-6   # variance = sigma_hat^2 + eps, so log sigma^2 (and the KL) stay finite at sigma_hat = 0
 
@@ -62,8 +62,7 @@ class BNVAESu(Remedy):
         def validate(self) -> None:
             require(0.0 < self.tau < 1.0, f"bnvae-su.tau={self.tau!r} must be in (0, 1) (Su: 0.5); "
                                           f"it sets the KL floor nz*tau/2")
-            require(self.encoder_init in ("pytorch", "harness"),
-                    f"bnvae-su.encoder_init={self.encoder_init!r}: choose 'pytorch' or 'harness' (U(+-0.01))")
+            require_encoder_init("bnvae-su", self.encoder_init)
 
         @staticmethod
         def search_space(trial) -> dict:

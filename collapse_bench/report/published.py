@@ -16,7 +16,7 @@ CITATION = "Zhu et al. 2020, “A Batch Normalized Inference Network Keeps the K
 # Our parameter names for the paper's bracketed numbers (β, λ, δ, κ, γ); the first name present is used.
 PARAM_NAMES: dict[str, tuple[str, ...]] = {
     "beta": ("beta",),
-    "lambda": ("target_kl", "lambda_", "lam", "lmbda", "target", "lambda"),
+    "lambda": ("target",),    # fb.target is the paper's λ
     "delta": ("delta",),
     "kappa": ("kappa",),
     "gamma": ("gamma",),
