@@ -36,6 +36,11 @@ class MethodParams:
     def validate(self) -> None:
         pass
 
+    @staticmethod
+    def search_space(trial) -> dict[str, Any]:
+        """Optuna search space over these fields, e.g. {"gamma": trial.suggest_float("gamma", 0.3, 1.0)}."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -156,7 +161,7 @@ class Method:
     def on_epoch_end(self, trainer: "Trainer", epoch: int, valid: dict[str, float]) -> None:
         """Called after each epoch's validation, before lr decay / early stopping."""
 
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        """Optuna search space over Params fields; {} if the method has nothing to tune."""
-        return {}
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        """Optuna search space: the one its Params declare; {} if the method has nothing to tune."""
+        return cls.Params.search_space(trial)

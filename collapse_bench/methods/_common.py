@@ -1,14 +1,13 @@
-"""Shared pieces of the remedies: a Params base with a search space, validation helpers, and the AE-pretrained
+"""Shared pieces of the remedies: validation helpers, encoder initialisation, and the AE-pretrained
 encoder (`pretrain=ae`) of Li et al. 2019 that several remedies offer. Registers no method."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from ..method import Method, MethodParams, ParamError
+from ..method import ParamError
 
 if TYPE_CHECKING:
     from ..model import TextVAE
@@ -44,25 +43,6 @@ def require_pretrain(method: str, value: str) -> None:
 def require_encoder_init(method: str, value: str) -> None:
     require(value in ("pytorch", "harness"),
             f"{method}.encoder_init={value!r}: choose 'pytorch' (the BN-VAE code) or 'harness' (U(+-0.01))")
-
-
-@dataclass(frozen=True)
-class RemedyParams(MethodParams):
-    """Params whose class also declares the Optuna search space over its own fields."""
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {}
-
-
-class Remedy(Method):
-    """Base of the built-in remedies: `search_space` is the one declared on the method's Params."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        space = getattr(cls.Params, "search_space", None)
-        if space is not None and "search_space" not in cls.__dict__:
-            cls.search_space = staticmethod(space)
 
 
 # --------------------------------------------------------------------------- pretrain=ae (Li et al. 2019)

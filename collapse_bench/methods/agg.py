@@ -1,11 +1,12 @@
 from dataclasses import dataclass
 
+from ..method import Method, MethodParams
 from ..registry import register
-from ._common import Remedy, RemedyParams, require
+from ._common import require
 
 
 @register("agg", aliases=("agg-vae", "aggressive", "lagging"))
-class AggressiveVAE(Remedy):
+class AggressiveVAE(Method):
     """Agg-VAE (He et al. 2019): encoder-only inner loop before each decoder step while validation MI rises.
 
     Each iteration of the aggressive phase: up to `inner_steps` encoder-only updates on the annealed loss (the
@@ -16,7 +17,7 @@ class AggressiveVAE(Remedy):
     He et al.'s code the first epoch is compared with 0. Afterwards: plain annealed VAE steps."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         inner_steps: int = 100      # cap on encoder sub-steps per iteration
         window: int = 15            # batches per loss window of the stopping rule
 

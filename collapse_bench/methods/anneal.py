@@ -3,8 +3,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import TrainConfig
+from ..method import Method, MethodParams
 from ..registry import register
-from ._common import Remedy, RemedyParams, require, require_rate
+from ._common import require, require_rate
 
 
 def linear_schedule(t: float, total: float, start: float) -> float:
@@ -26,11 +27,11 @@ def sigmoid_schedule(t: float, total: float, start: float, steepness: float) -> 
 
 
 @register("anneal", aliases=("kl-anneal", "bowman"))
-class Anneal(Remedy):
+class Anneal(Method):
     """KL cost annealing (Bowman et al. 2016): KL weight kl_start -> 1 along a sigmoid (default) or linear ramp."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         schedule: Literal["sigmoid", "linear"] = "sigmoid"   # Bowman used a sigmoid; He et al. a linear ramp
         kl_start: float = 0.0                                # Bowman's weight starts at 0
         warm_up: float | None = None                         # epochs of N/batch iterations; None: train.warm_up

@@ -1,16 +1,17 @@
 from dataclasses import dataclass
 
 from ..config import TrainConfig
+from ..method import Method, MethodParams
 from ..registry import register
-from ._common import Remedy, RemedyParams, require
+from ._common import require
 
 
 @register("beta", aliases=("beta-vae",))
-class BetaVAE(Remedy):
+class BetaVAE(Method):
     """β-VAE (Higgins et al. 2017; He et al. 2019's rows): rec + β·KL with a constant β, no annealing."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         beta: float = 0.4          # BN-VAE quotes β = 0.4; He et al. report 0.2/0.4/0.6/0.8
 
         def validate(self) -> None:

@@ -4,11 +4,19 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
+from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import (EncoderInit, PretrainAE, Pretrain, Remedy, RemedyParams, pytorch_default_init, require,
-                      require_encoder_init, require_pretrain)
+from ._common import (
+    EncoderInit,
+    Pretrain,
+    PretrainAE,
+    pytorch_default_init,
+    require,
+    require_encoder_init,
+    require_pretrain,
+)
 
 
 class BNHead(nn.Module):
@@ -31,7 +39,7 @@ class BNHead(nn.Module):
 
 
 @register("bnvae", aliases=("bn-vae",))
-class BNVAE(PretrainAE, Remedy):
+class BNVAE(PretrainAE, Method):
     """BN-VAE (Zhu et al. 2020): batch norm on mu with γ fixed (0.6), β learned; E[KL] >= nz(γ²+β²)/2.
 
     The bound is really sum_j (gamma^2 v_j / (v_j + eps) + beta_j^2) / 2 with v_j the batch variance of the raw
@@ -49,7 +57,7 @@ class BNVAE(PretrainAE, Remedy):
     min_batch_size = 2
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         gamma: float = 0.6          # 0.6 and 0.7 in the BN-VAE table
         pretrain: Pretrain = "none"
         encoder_init: EncoderInit = "pytorch"

@@ -4,10 +4,11 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
+from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import EncoderInit, Remedy, RemedyParams, pytorch_default_init, require, require_encoder_init
+from ._common import EncoderInit, pytorch_default_init, require, require_encoder_init
 
 SIGMA_VAR_EPS = 1e-6   # variance = sigma_hat^2 + eps, so log sigma^2 (and the KL) stay finite at sigma_hat = 0
 
@@ -44,7 +45,7 @@ class SuBNHead(nn.Module):
 
 
 @register("bnvae-su", aliases=("bn-vae-su", "su"))
-class BNVAESu(Remedy):
+class BNVAESu(Method):
     """BN-VAE, Su's variant (2020): BN on mu and sigma, γ_μ² = τ + (1−τ)σ(θ) with τ=0.5, θ learned; E[KL] >= nz·τ/2.
 
     The sigma branch is the standard deviation (Su's snippet), not log sigma^2: see SuBNHead. As for `bnvae`,
@@ -55,7 +56,7 @@ class BNVAESu(Remedy):
     min_batch_size = 2
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         tau: float = 0.5
         encoder_init: EncoderInit = "pytorch"
 

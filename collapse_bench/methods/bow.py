@@ -4,10 +4,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..method import Loss
+from ..method import Loss, Method, MethodParams
 from ..model import TextVAE
 from ..registry import register
-from ._common import Remedy, RemedyParams, require
+from ._common import require
 
 
 class BowVAE(TextVAE):
@@ -28,11 +28,11 @@ class BowVAE(TextVAE):
 
 
 @register("bow", aliases=("bow-vae", "bag-of-words"))
-class BagOfWords(Remedy):
+class BagOfWords(Method):
     """Bag-of-words loss (Zhao et al. 2017): an MLP from z must predict every word of x, weight 1; annealed ELBO."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         weight: float = 1.0     # Zhao et al. add the BoW term with weight 1
         hidden: int = 400       # width of the tanh hidden layer of the z -> |V| MLP
 

@@ -2,8 +2,9 @@ import math
 from dataclasses import dataclass
 
 from ..config import TrainConfig
+from ..method import Method, MethodParams
 from ..registry import register
-from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain, require_rate
+from ._common import Pretrain, PretrainAE, require, require_pretrain, require_rate
 
 
 def cyclical_schedule(t: int, total: float, cycles: int, ratio: float, start: float = 0.0) -> float:
@@ -18,11 +19,11 @@ def cyclical_schedule(t: int, total: float, cycles: int, ratio: float, start: fl
 
 
 @register("cyclic", aliases=("cyclical",))
-class Cyclic(PretrainAE, Remedy):
+class Cyclic(PretrainAE, Method):
     """Cyclical KL annealing (Fu et al. 2019): M=4 cycles over the run, linear 0 -> 1 over the first R=0.5 of each."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         cycles: int = 4             # M
         ratio: float = 0.5          # R: share of each cycle spent increasing the weight
         kl_start: float = 0.0       # f(0); Fu et al.'s f(tau) = tau/R starts at 0

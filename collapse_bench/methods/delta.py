@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from scipy.optimize import brentq
 
 from ..config import ModelConfig
+from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain
+from ._common import Pretrain, PretrainAE, require, require_pretrain
 
 
 def variance_bounds(delta: float) -> tuple[float, float]:
@@ -48,7 +49,7 @@ class DeltaHead(nn.Module):
 
 
 @register("delta", aliases=("delta-vae", "δ-vae"))
-class DeltaVAE(PretrainAE, Remedy):
+class DeltaVAE(PretrainAE, Method):
     """δ-VAE (Razavi et al. 2019): posterior variance and mean constrained so that KL >= δ in every dimension.
 
     The variance range [sigma_l^2, sigma_u^2] is solved in code from delta (brentq), not tabulated; the
@@ -56,7 +57,7 @@ class DeltaVAE(PretrainAE, Remedy):
     δ = 0.1 from scratch, 0.15 with pretrain=ae in the BN-VAE table."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         delta: float = 0.1
         pretrain: Pretrain = "none"
 

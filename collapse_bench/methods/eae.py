@@ -6,11 +6,11 @@ import torch.nn as nn
 from scipy.special import digamma, gammaln
 
 from ..config import ModelConfig, TrainConfig
-from ..method import Loss
+from ..method import Loss, Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import Remedy, RemedyParams, require
+from ._common import require
 
 
 def kl_entropy(z: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -44,7 +44,7 @@ class CodeHead(nn.Module):
 
 
 @register("eae", aliases=("entropic-ae",))
-class EntropicAE(Remedy):
+class EntropicAE(Method):
     """Entropic autoencoder (Ghose et al. 2020): BN'd deterministic code, loss rec − λ·(kNN entropy of the batch).
 
     Training: z = BN(W h(x)) (no affine), loss = mean_i rec_i(z_i) - lambda * H_KL(z_batch), k = 1 nearest
@@ -58,7 +58,7 @@ class EntropicAE(Remedy):
     select_on = "recon"
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         lam: float = 1.0            # lambda, weight of the entropy term (the paper's value was not verified)
         k: int = 1                  # nearest neighbour used by the entropy estimator
         proposal_std: float = 0.1   # s of the scoring proposal N(code, s^2 I)

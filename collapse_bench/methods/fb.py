@@ -4,14 +4,15 @@ from typing import Literal
 import torch
 
 from ..config import ModelConfig
+from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain
+from ._common import Pretrain, PretrainAE, require, require_pretrain
 
 
 @register("fb", aliases=("free-bits",))
-class FreeBits(PretrainAE, Remedy):
+class FreeBits(PretrainAE, Method):
     """Free bits: Li et al.'s per-sentence-per-dimension KL floor (default) or Kingma et al.'s batch-level clamp.
 
     mode='li' (Li et al. 2019, PRE/BNV `--fb 2`): the penalty of sentence i is sum_j max(KL_ij, target/nz), so a
@@ -23,7 +24,7 @@ class FreeBits(PretrainAE, Remedy):
     encoder from a trained AE, decoder re-initialised. KL weight: the harness's annealing schedule."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         target: float = 4.0                     # lambda in nats for the whole code: "FB (4)" of the BN-VAE table
         mode: Literal["li", "kingma"] = "li"
         groups: int = 0                         # kingma only: number of groups; 0 = one group per dimension

@@ -3,10 +3,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..method import Loss
+from ..method import Loss, Method, MethodParams
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import Remedy, RemedyParams, require
+from ._common import require
 
 
 def _clip_rows(g: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -15,7 +15,7 @@ def _clip_rows(g: torch.Tensor, max_norm: float) -> torch.Tensor:
 
 
 @register("savae", aliases=("sa-vae", "semi-amortized"))
-class SemiAmortizedVAE(Remedy):
+class SemiAmortizedVAE(Method):
     """SA-VAE (Kim et al. 2018): 20 SVI steps refine the encoder's (mu, log sigma^2), at training and evaluation.
 
     Refinement: SGD with momentum on each sentence's negative ELBO (annealed KL weight in training, weight 1 at
@@ -32,7 +32,7 @@ class SemiAmortizedVAE(Remedy):
     refined Gaussian, which is then the IW-NLL proposal and the posterior of KL, MI and AU."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         svi_steps: int = 20
         svi_lr: float = 1.0
         svi_momentum: float = 0.5

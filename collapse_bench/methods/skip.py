@@ -1,11 +1,11 @@
 from ..config import ModelConfig
+from ..method import Method
 from ..model import TextVAE
 from ..registry import register
-from ._common import Remedy
 
 
 @register("skip", aliases=("skip-vae",))
-class SkipVAE(Remedy):
+class SkipVAE(Method):
     """Skip-VAE (Dieng et al. 2019): z also feeds the decoder's output layer (logits += W_z z); annealed ELBO."""
 
     def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:

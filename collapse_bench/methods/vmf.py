@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from scipy.special import gammaln, ive
 
 from ..config import ModelConfig
+from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Posterior
 from ..registry import register
-from ._common import PretrainAE, Pretrain, Remedy, RemedyParams, require, require_pretrain
+from ._common import Pretrain, PretrainAE, require, require_pretrain
 
 
 def log_bessel_iv(v: float, x: float) -> float:
@@ -131,7 +132,7 @@ class VMFHead(nn.Module):
 
 
 @register("vmf", aliases=("vmf-vae",))
-class VMFVAE(PretrainAE, Remedy):
+class VMFVAE(PretrainAE, Method):
     """vMF-VAE (Xu & Durrett 2018): von Mises-Fisher posterior, fixed κ=13, uniform prior, constant KL.
 
     The KL is the exact closed form KL(vMF(mu, kappa) || U(S^{d-1})) = log C_d(kappa) + kappa A_d(kappa) + log
@@ -143,7 +144,7 @@ class VMFVAE(PretrainAE, Remedy):
     AU of 32 was measured on the raw, unnormalised encoder output instead."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         kappa: float = 13.0
         pretrain: Pretrain = "none"
 

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data import UNK
-from ..method import Loss
+from ..method import Loss, Method, MethodParams
 from ..registry import register
-from ._common import Remedy, RemedyParams, require_rate
+from ._common import require_rate
 
 
 def drop_words(inputs: torch.Tensor, rate: float) -> torch.Tensor:
@@ -19,11 +19,11 @@ def drop_words(inputs: torch.Tensor, rate: float) -> torch.Tensor:
 
 
 @register("word-dropout", aliases=("wdrop", "word_dropout"))
-class WordDropout(Remedy):
+class WordDropout(Method):
     """Word dropout (Bowman et al. 2016): decoder input words -> <unk> at `rate` during training; annealed ELBO."""
 
     @dataclass(frozen=True)
-    class Params(RemedyParams):
+    class Params(MethodParams):
         rate: float = 0.25      # 1 - Bowman's keep rate k; the paper sweeps it, 0.25-0.5 is typical
 
         def validate(self) -> None:
