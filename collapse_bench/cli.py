@@ -36,6 +36,13 @@ def _settings(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _run_settings(args) -> dict[str, dict[str, str]]:
+    settings = _settings(args.set)
+    if args.threads is not None:
+        settings.setdefault("train", {})["threads"] = str(args.threads)
+    return settings
+
+
 def cmd_list(args) -> int:
     for name in registry.names():
         cls = registry.get(name)
@@ -68,9 +75,7 @@ def summary_table(records: list[dict]) -> str:
 
 def cmd_run(args) -> int:
     from .sweep import expand, run_cell, run_sweep
-    settings = _settings(args.set)
-    if args.threads is not None:
-        settings.setdefault("train", {})["threads"] = str(args.threads)
+    settings = _run_settings(args)
     if args.params_from is not None:
         from .tune import apply_best_params
         settings = apply_best_params(settings, args.params_from, _csv(args.methods))
@@ -127,9 +132,7 @@ def cmd_tune(args) -> int:
     import optuna
 
     from .tune import tune
-    settings = _settings(args.set)
-    if args.threads is not None:
-        settings.setdefault("train", {})["threads"] = str(args.threads)
+    settings = _run_settings(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # the driver prints one line per trial itself
     try:
         res = tune(args.method, args.dataset, args.size, out=args.out, trials=args.trials, objective=args.objective,
@@ -154,6 +157,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _execution_args(p: argparse.ArgumentParser) -> None:
+    """Where and how cells run; shared by `run` and `tune`."""
+    p.add_argument("--data-dir", default=None, help="corpus folder (or set COLLAPSE_BENCH_DATA)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                   help="set a method hyperparameter or a size field (train.epochs=3); repeatable")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the size's, 1)")
+    p.add_argument("--executor", choices=("serial", "ray"), default="serial",
+                   help="ray runs as many cells at once as there are CPUs")
+    p.add_argument("--ray-address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")
+    p.add_argument("--retries", type=int, default=0, help="retries of a cell whose worker died")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m collapse_bench",
                                 description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
@@ -166,15 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", default="default", help=f"comma-separated, from {', '.join(SIZES)}")
     r.add_argument("--seeds", type=_seeds, default=[0])
     r.add_argument("--out", default="runs/latest", type=Path)
-    r.add_argument("--data-dir", default=None, help="corpus folder (or set COLLAPSE_BENCH_DATA)")
-    r.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
-                   help="override a method hyperparameter or a size field (train.epochs=3); repeatable")
-    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the size's, 1)")
-    r.add_argument("--executor", choices=("serial", "ray"), default="serial")
-    r.add_argument("--ray-address", default=None, help="join a Ray cluster: auto or ray://HOST:PORT")
-    r.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")
-    r.add_argument("--retries", type=int, default=0, help="retries of a cell whose worker died")
+    _execution_args(r)
     r.add_argument("--overwrite", action="store_true", help="rerun cells that already have a result")
     r.add_argument("--no-report", action="store_true", help="do not build the leaderboard at the end")
     r.add_argument("--params-from", default=None, type=Path, metavar="DIR",
@@ -197,16 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="run seed of every trial, and the TPE sampler's seed")
     t.add_argument("--pruner", choices=("median", "none"), default="median",
                    help="prune on the per-epoch validation curve (median stopping rule) or not")
-    t.add_argument("--data-dir", default=None, help="corpus folder (or set COLLAPSE_BENCH_DATA)")
-    t.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
-                   help="fix a method hyperparameter or a size field (train.epochs=3) for every trial; repeatable")
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    t.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: the size's, 1)")
-    t.add_argument("--executor", choices=("serial", "ray"), default="serial",
-                   help="ray runs as many trials at once as there are CPUs")
-    t.add_argument("--ray-address", default=None, help="join a Ray cluster: auto or ray://HOST:PORT")
-    t.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")
-    t.add_argument("--retries", type=int, default=0, help="retries of a trial whose worker died")
+    _execution_args(t)
     t.set_defaults(fn=cmd_tune)
 
     rep = sub.add_parser("report", help="build the HTML leaderboard from DIR/results")
