@@ -356,3 +356,52 @@ def test_page_in_headless_chromium(built: tuple[Path, str], tmp_path: Path) -> N
         assert colours is not None and len(colours) > 64
     finally:
         driver.quit()
+
+
+@pytest.mark.browser
+def test_report_from_a_real_smoke_sweep_in_headless_chromium(tmp_path: Path) -> None:
+    """A real sweep (two methods, one named like a script, and one failed cell) -> report -> browser."""
+    from selenium.webdriver.common.by import By
+
+    from collapse_bench import registry
+    from collapse_bench.method import Method
+    from collapse_bench.sweep import CellSpec, run_sweep
+
+    registry.register(XSS)(type("Hostile", (Method,), {"__doc__": "A method whose name is markup."}))
+    try:
+        one_epoch = {"train": {"epochs": 1}}
+        # the hostile method is a vanilla VAE: another seed keeps its NLL distinct (no ties in the sort check)
+        specs = [CellSpec(m, "synthetic", "smoke", 0, overrides=one_epoch) for m in ("vanilla", "lm")]
+        specs.append(CellSpec(XSS, "synthetic", "smoke", 1, overrides=one_epoch))
+        specs.append(CellSpec("vanilla", "yelp", "smoke", 0, overrides=one_epoch, data_dir=str(tmp_path)))
+        records = run_sweep(specs, tmp_path / "run")
+    finally:
+        registry._METHODS.pop(XSS, None)
+    assert sorted(r["status"] for r in records) == ["failed", "ok", "ok", "ok"]
+    page = build_report(tmp_path / "run")
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                               {"source": "window.__alerts = []; window.alert = m => window.__alerts.push(String(m));"})
+        driver.get(page.as_uri())
+        tables = driver.find_elements(By.CSS_SELECTOR, "table.board")
+        names = lambda t: [td.text.split("\n")[0] for td in t.find_elements(By.CSS_SELECTOR, "tbody td.name")]  # noqa: E731
+        synthetic = next(t for t in tables if "vanilla" in names(t) and "lm" in names(t))
+        assert sorted(names(synthetic)) == sorted(["vanilla", "lm", XSS])      # one row per method, name as text
+        assert any("failed" in t.text for t in tables)                         # the failed yelp cell is shown
+        before = names(synthetic)
+        th = next(th for th in synthetic.find_elements(By.CSS_SELECTOR, "th") if th.text.startswith("NLL"))
+        th.click()
+        first = names(synthetic)
+        th.click()
+        assert names(synthetic) == first[::-1] and sorted(first) == sorted(before)
+        assert driver.execute_script("return window.__alerts") == []
+        assert driver.find_elements(By.CSS_SELECTOR, "figure svg")
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        png = tmp_path / "real.png"
+        driver.save_screenshot(str(png))
+        from PIL import Image
+        with Image.open(png) as img:
+            assert len(img.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 64
+    finally:
+        driver.quit()
