@@ -67,6 +67,7 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) 
     """Train and score one cell. Never raises for a failure inside the cell: returns a 'failed' record."""
     record: dict[str, Any] = {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": spec.params,
                               "label": spec.method, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
+                              "overrides": spec.overrides,
                               "status": "failed", "error": None, "metrics": {}, "timing": {}, "curves": [],
                               "config": {}, "provenance": {**provenance(), "started": now()}}
     trainer = None

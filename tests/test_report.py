@@ -405,3 +405,12 @@ def test_report_from_a_real_smoke_sweep_in_headless_chromium(tmp_path: Path) -> 
             assert len(img.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 64
     finally:
         driver.quit()
+
+
+def test_cells_with_overridden_size_fields_get_their_own_board(tmp_path: Path) -> None:
+    plain = [record("vanilla", "vanilla", s) for s in (0, 1)]
+    short = [record("savae", "savae", s) | {"overrides": {"train": {"epochs": 2}}} for s in (0, 1)]
+    df = load_results(write(tmp_path, plain + short))
+    assert sorted(df["size"].unique()) == ["smoke", "smoke (train.epochs=2)"]
+    page = build_report(tmp_path).read_text()
+    assert "smoke (train.epochs=2)" in page

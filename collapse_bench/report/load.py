@@ -132,6 +132,17 @@ def has_latent(rec: dict[str, Any]) -> bool:
     return m.get("has_latent") is not False and m.get("iw_samples") != 0
 
 
+def size_of(rec: dict[str, Any]) -> str:
+    """The size, qualified by any `--set SECTION.FIELD` overrides: such cells get their own board, are paired
+    only with vanilla cells of the same setting, and never sit beside the paper's figures."""
+    size = str(rec.get("size", "?"))
+    over = rec.get("overrides")
+    if not isinstance(over, dict) or not over:
+        return size
+    items = [f"{sec}.{k}={v}" for sec, vals in sorted(over.items()) if isinstance(vals, dict) for k, v in sorted(vals.items())]
+    return f"{size} ({', '.join(items)})" if items else size
+
+
 def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
     metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
     timing = rec.get("timing") if isinstance(rec.get("timing"), dict) else {}
@@ -142,7 +153,7 @@ def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
         "cell": str(rec.get("cell") or f"record{file_index}"),
         "method": str(rec.get("method", "?")), "label": label_of(rec),
         "params": json.dumps(params_of(rec), sort_keys=True, default=str),
-        "dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")), "seed": seed_of(rec),
+        "dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "seed": seed_of(rec),
         "status": status_of(rec), "error_type": etype, "error_message": emsg, "traceback": trace,
         "config": json.dumps(cfg, sort_keys=True, indent=1, default=str),
     }
