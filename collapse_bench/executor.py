@@ -87,7 +87,8 @@ def failed_record(spec, error_type: str, message: str, tb: str = "", *, started:
     if attempts is not None:
         error["attempts"] = attempts
     return {"schema": SCHEMA, "cell": cell, "method": spec.method, "params": params, "label": label,
-            "dataset": spec.dataset, "size": spec.size, "seed": spec.seed, "status": "failed", "error": error,
+            "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
+            "overrides": getattr(spec, "overrides", {}), "status": "failed", "error": error,
             "metrics": {}, "timing": {}, "curves": [], "config": {},
             "provenance": {**provenance(), "started": started or now(), "finished": now()}}
 
