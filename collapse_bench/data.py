@@ -452,20 +452,23 @@ class Batch:
         return Batch(self.tokens.to(device), self.index, None if self.labels is None else self.labels.to(device))
 
 
-def bucket_batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int | None = None) -> list[Batch]:
-    """He et al.'s batching: sentences sorted (stably) by length, cut into batches of at most batch_size that
-    all share one length. Membership is fixed by the split; shuffle=True permutes only the batch order."""
+def bucket_batches(split: Split, batch_size: int, *, seed: int = 0, shuffle: bool = False) -> list[Batch]:
+    """He et al.'s batching: sentences grouped by length and cut into batches of at most batch_size that all share
+    one length (no padding). Which sentences of one length share a batch is decided by a seeded shuffle, never by
+    the file's order: corpus files are often sorted by label or source (short-Yelp's pool is), and a stable length
+    sort would hand the model label-pure batches, which BN-VAE's batch statistics turn into a different model.
+    The original code's unstable sort scatters ties too, but by accident. shuffle=True also permutes the batch order."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if shuffle and seed is None:
-        raise ValueError("bucket_batches(shuffle=True) needs a seed (e.g. seed=epoch) so the order is reproducible")
     n = len(split)
     if n == 0:
         return []
+    rng = np.random.default_rng(seed)
     lens = split.lengths()
     flat = np.concatenate(split.sentences).astype(np.int64, copy=False)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    order = np.argsort(lens, kind="stable")
+    scattered = rng.permutation(n)
+    order = scattered[np.argsort(lens[scattered], kind="stable")]
     batches: list[Batch] = []
     for group in np.split(order, np.flatnonzero(np.diff(lens[order])) + 1):
         T = int(lens[group[0]])
@@ -478,5 +481,5 @@ def bucket_batches(split: Split, batch_size: int, *, shuffle: bool = False, seed
             sl = slice(lo, lo + batch_size)
             batches.append(Batch(tokens[sl], group[sl], None if labels is None else labels[sl]))
     if shuffle:
-        batches = [batches[i] for i in np.random.default_rng(seed).permutation(len(batches))]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

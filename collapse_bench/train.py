@@ -44,7 +44,7 @@ class Trainer:
         # The reference code anneals over N/batch_size iterations per epoch, not over the (more numerous)
         # length buckets; keep that so "10 epochs of annealing" means what it meant there.
         self.steps_per_epoch = max(1.0, len(corpus.train) / cfg.train.batch_size)
-        self.train_batches = [b for b in bucket_batches(corpus.train, cfg.train.batch_size)
+        self.train_batches = [b for b in bucket_batches(corpus.train, cfg.train.batch_size, seed=seed)
                               if b.size >= method.min_batch_size]
         self.valid_batches = bucket_batches(corpus.valid, cfg.eval.batch_size)
         self.curve_split = subsample(corpus.valid, cfg.train.curve_sentences, seed)
@@ -61,19 +61,22 @@ class Trainer:
         self.enc_opt = make(self.model.encoder_parameters())
         self.dec_opt = make(self.model.decoder_parameters())
 
+        self._params = [p for o in self.optimizers for g in o.param_groups for p in g["params"]]
+
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [o for o in (self.enc_opt, self.dec_opt) if o is not None]
 
     def optimize(self, loss: torch.Tensor, which: str = "both") -> None:
-        """Zero grads, backpropagate, clip each part at cfg.train.clip, step the chosen optimiser(s)."""
+        """Zero grads, backpropagate, clip the gradient norm of all parameters jointly at cfg.train.clip, step the
+        chosen optimiser(s). Joint, as the reference code's clip_grad_norm_(vae.parameters(), 5), also when only
+        the encoder steps (Agg-VAE's inner loop): clipping each part alone would change their balance."""
         for o in self.optimizers:
             o.zero_grad(set_to_none=True)
         loss.backward()
         opts = {"both": self.optimizers, "encoder": [self.enc_opt], "decoder": [self.dec_opt]}[which]
+        torch.nn.utils.clip_grad_norm_(self._params, self.cfg.train.clip)
         for o in opts:
-            params = [p for g in o.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.train.clip)
             o.step()
 
     @torch.no_grad()

@@ -40,23 +40,36 @@ def test_bucket_batches_identical_lengths_cover_once_and_match_sentences():
     counts = np.bincount(lens)
     per_len = np.bincount([b.tokens.shape[1] - 2 for b in batches], minlength=len(counts))
     assert per_len.tolist() == [-(-c // 8) for c in counts]
-    # unshuffled: sorted by length, then by original index
-    assert seen.tolist() == np.lexsort((np.arange(len(split)), lens)).tolist()
+    # unshuffled: batches come in order of length
+    assert np.all(np.diff([b.tokens.shape[1] for b in batches]) >= 0)
 
 
-def test_bucket_batches_shuffle_changes_only_order_and_is_seeded():
+def test_bucket_batches_membership_and_order_are_seeded():
     split = random_split(labels=False)
-    key = lambda bs: [tuple(b.index.tolist()) for b in bs]
-    plain, a, a2, b = (key(bucket_batches(split, 5, **kw)) for kw in
-                       ({}, dict(shuffle=True, seed=1), dict(shuffle=True, seed=1), dict(shuffle=True, seed=2)))
-    assert sorted(a) == sorted(plain) == sorted(b)
-    assert a == a2 and a != plain and a != b
+    members = lambda bs: sorted(tuple(sorted(b.index.tolist())) for b in bs)
+    order = lambda bs: [tuple(b.index.tolist()) for b in bs]
+    plain, a, a2, b = (bucket_batches(split, 5, **kw) for kw in
+                       (dict(seed=1), dict(shuffle=True, seed=1), dict(shuffle=True, seed=1), dict(shuffle=True, seed=2)))
+    assert members(a) == members(plain) != members(b)    # shuffle=True permutes only the order
+    assert order(a) == order(a2) and order(a) != order(plain)
     assert bucket_batches(split, 5)[0].labels is None
-    with pytest.raises(ValueError, match="seed"):
-        bucket_batches(split, 5, shuffle=True)
     with pytest.raises(ValueError):
         bucket_batches(split, 0)
     assert bucket_batches(Split([]), 4) == []
+
+
+def pure_share(batches, min_size: int) -> float:
+    full = [b for b in batches if b.size >= min_size]
+    return np.mean([len(np.unique(b.labels.numpy())) == 1 for b in full])
+
+
+def test_file_order_never_decides_batch_membership():
+    # a corpus file sorted by label, as short-Yelp's pool is: a stable length sort would make every batch label-pure
+    rng = np.random.default_rng(0)
+    sents = [rng.integers(4, 50, size=rng.integers(3, 6)) for _ in range(4000)]
+    split = Split(sents, np.repeat([0, 1], 2000))
+    for seed in (0, 1):
+        assert pure_share(bucket_batches(split, 32, seed=seed), 32) < 0.01   # random mixing: 2 * 0.5**32
 
 
 def test_batch_size_one_and_to():
@@ -64,7 +77,7 @@ def test_batch_size_one_and_to():
     batches = bucket_batches(split, 1)
     assert [b.size for b in batches] == [1, 1, 1]
     assert batches[0].tokens.tolist() == [[BOS, EOS]] and batches[0].index.tolist() == [1]
-    moved = batches[1].to("cpu")
+    moved = next(b for b in batches if b.index.tolist() == [0]).to("cpu")
     assert isinstance(moved, Batch) and moved.tokens.tolist() == [[BOS, 5, 6, EOS]] and moved.labels.tolist() == [0]
     assert split.num_tokens() == 2 + 0 + 2 + 3  # counts one </s> per sentence
 
@@ -244,6 +257,17 @@ def test_short_yelp_sizes_and_subsets(short_yelp):
     pool = 25278 + 38205 + 50278 + 76392 + 10000
     assert 150_000 < len(c.train) < pool  # some leaked sentences were removed
     assert max(len(s) for s in c.train.sentences) <= 15
+
+
+@needs_data
+def test_short_yelp_training_batches_mix_labels_and_sources(short_yelp):
+    c = short_yelp
+    batches = bucket_batches(c.train, 32, seed=0)
+    assert pure_share(batches, 32) < 0.01    # the label-sorted pool gave 99% label-pure batches before
+    # sources: the pool is Shen dev, Shen test, then Li et al.'s 10k subset (the last 10k-minus-leaks positions)
+    from_subset = np.arange(len(c.train)) >= len(c.train) - 9000
+    assert np.mean([from_subset[b.index].all() or not from_subset[b.index].any()
+                    for b in batches if b.size == 32]) < 0.5
 
 
 @needs_data

@@ -134,3 +134,21 @@ def test_third_party_methods_register_through_the_entry_point_group(tmp_path, mo
         assert registry.get("plugin-demo").description() == "A third-party method."
     finally:
         registry._METHODS.pop("plugin-demo", None)
+
+
+def test_gradient_clipping_is_joint_over_encoder_and_decoder():
+    """The reference code clips clip_grad_norm_(vae.parameters(), 5) once: a large encoder gradient must also
+    shrink the decoder's step, and the encoder/decoder gradient ratio must survive clipping."""
+    import torch
+    from collapse_bench.data import load_corpus
+    from collapse_bench.train import Trainer
+    cfg = size_config("smoke", "synthetic")
+    corpus = load_corpus("synthetic", None, cfg.limits)
+    t = Trainer(registry.get("vanilla")(), cfg, corpus, seed=0)
+    enc, dec = t.model.encoder_parameters(), t.model.decoder_parameters()
+    norm = lambda ps: torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ps])).item()
+    for which in ("both", "encoder"):
+        t.optimize(1e4 * sum(p.sum() for p in enc) + 1e-2 * sum(p.sum() for p in dec), which=which)
+        e, d = norm(enc), norm(dec)
+        assert (e ** 2 + d ** 2) ** 0.5 == pytest.approx(cfg.train.clip, rel=1e-4)
+        assert e / d == pytest.approx(1e6 * (sum(p.numel() for p in enc) / sum(p.numel() for p in dec)) ** 0.5, rel=1e-3)

@@ -1,0 +1,63 @@
+"""Shared by the parity drivers: the parity data (written once, read by both implementations), the budget,
+and the probe both sides are scored with (the original code's protocol: raw mu, LogisticRegression, C on valid)."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+WORK = Path(os.environ.get("PARITY_WORK", HERE / "work"))      # data files and checkpoints; not committed
+RESULTS = HERE / "results"
+LABEL_SIZES = (100, 500, 1000, 2000, 10000)
+
+# The budget of the parity issue: model 128/512/32, batch 32, SGD lr 1, KL weight 0.1 -> 1 over 2 epochs,
+# 4 epochs, final model; IW-NLL (K=500) on test lines 0-499, KL/MI/AU on test lines 0-999.
+BUDGET = dict(train_sentences=40000, epochs=4, warm_up=2, kl_start=0.1, lr=1.0, batch_size=32, emb=128,
+              hidden=512, nz=32, iw_samples=500, iw_sentences=500, latent_sentences=1000)
+
+# One table row per method: the original code's flags (valdersoul/bn-vae text_anneal_fb.py) and ours.
+METHODS = {
+    "vanilla": dict(original=[], ours=("vanilla", {})),
+    "bnvae": dict(original=["--gamma", "0.7"], ours=("bnvae", {"gamma": 0.7})),
+    "delta": dict(original=["--fb", "3", "--delta", "0.1"], ours=("delta", {"delta": 0.1})),
+    "vmf": dict(original=["--fb", "4"], ours=("vmf", {"kappa": 13.0})),
+    "cyclic": dict(original=["--cycle", "2"], ours=("cyclic", {})),
+}
+
+
+def data_dir() -> Path:
+    d = os.environ.get("COLLAPSE_BENCH_DATA") or str(HERE.parents[2] / "shared" / "data")
+    if not Path(d).is_dir():
+        raise SystemExit(f"no corpus folder at {d}: set COLLAPSE_BENCH_DATA to the shared data folder")
+    return Path(d)
+
+
+def probe_raw_mu(features: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """The original code's probe: LogisticRegression on the raw posterior mean, C chosen on valid,
+    accuracy on the full test set; one fit per labelled subset (Li et al.'s fixed files)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    out = {}
+    for n in LABEL_SIZES:
+        x, y = features[f"train{n}"], labels[f"train{n}"]
+        best, best_acc = None, -1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for c in (0.01, 0.1, 1.0, 10.0, 100.0):
+                clf = LogisticRegression(C=c, max_iter=1000).fit(x, y)
+                acc = clf.score(features["valid"], labels["valid"])
+                if acc > best_acc:
+                    best, best_acc = clf, acc
+        out[str(n)] = float(best.score(features["test"], labels["test"]))
+    return out
+
+
+def write_result(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)

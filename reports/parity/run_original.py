@@ -1,0 +1,127 @@
+"""Run the original BN-VAE code (valdersoul/bn-vae, text_anneal_fb.py) on the parity data and budget, then score
+its final model with its own evaluation functions (test(), calc_mi, calc_au, calc_iwnll) and the raw-mu probe.
+
+Changes to the original, all made here from the outside (its files are untouched):
+- CPU: Tensor.cuda() returns the tensor (calc_mi calls .cuda()); one torch thread (one run per core).
+- Data: a config module `config.config_parity` with the parity files, 4 epochs; the vocabulary is the harness's
+  (MonoTextData gets it when the script builds its own), so both sides score the same 8,411-word softmax.
+- Budget: the script's final IW-NLL over its test file is replaced by the evaluation below on the *final*
+  epoch's checkpoint (--save_ckpt keeps one per epoch); its test file is test lines 0-999.
+
+    python reports/parity/run_original.py --code /path/to/bn-vae --method bnvae --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import json
+import math
+import os
+import sys
+import time
+import types
+
+import numpy as np
+import torch
+
+from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, WORK, probe_raw_mu, write_result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--code", required=True, help="checkout of valdersoul/bn-vae")
+    ap.add_argument("--method", required=True, choices=sorted(METHODS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    out = RESULTS / f"original__{a.method}__seed{a.seed}.json"
+    if out.exists():
+        print(f"{out} exists; delete it to rerun")
+        return
+    torch.set_num_threads(a.threads)
+    torch.Tensor.cuda = lambda self, *args, **kw: self   # CPU
+    data = WORK / "data"
+    run_dir = WORK / "original" / f"{a.method}__seed{a.seed}"
+    sys.path.insert(0, a.code)
+    os.chdir(a.code)   # the script imports its packages relative to its folder
+    cfg = types.ModuleType("config.config_parity")
+    cfg.params = {"enc_type": "lstm", "dec_type": "lstm", "nz": BUDGET["nz"], "ni": BUDGET["emb"],
+                  "enc_nh": BUDGET["hidden"], "dec_nh": BUDGET["hidden"], "log_niter": 50,
+                  "dec_dropout_in": 0.5, "dec_dropout_out": 0.5, "batch_size": BUDGET["batch_size"],
+                  "epochs": BUDGET["epochs"], "test_nepoch": 5, "train_data": str(data / "train.txt"),
+                  "val_data": str(data / "valid.txt"), "test_data": str(data / "test1000.txt"), "label": True}
+    sys.modules["config.config_parity"] = cfg
+    script = importlib.import_module("text_anneal_fb")
+    from data.text_data import MonoTextData, VocabEntry
+    our_vocab = vocab = VocabEntry({w: i for i, w in enumerate(json.loads((data / "vocab.json").read_text()))})
+
+    def with_our_vocab(fname, label=False, max_length=None, vocab=None):
+        return MonoTextData(fname, label=label, max_length=max_length, vocab=vocab or our_vocab)
+    script.MonoTextData = with_our_vocab
+    script.calc_iwnll = lambda *args, **kw: (float("nan"), float("nan"))   # replaced by the evaluation below
+    epoch_ends: list[float] = []
+    test = script.test
+
+    def timed_test(model, batches, mode, args, verbose=True):
+        if mode == "VAL":
+            epoch_ends.append(time.perf_counter())
+        return test(model, batches, mode, args, verbose)
+    script.test = timed_test
+
+    sys.argv = ["text_anneal_fb.py", "--dataset", "parity", "--seed", str(a.seed), "--kl_start", str(BUDGET["kl_start"]),
+                "--warm_up", str(BUDGET["warm_up"]), "--lr", str(BUDGET["lr"]), "--save_ckpt", str(BUDGET["epochs"]),
+                "--exp_dir", str(run_dir), *METHODS[a.method]["original"]]
+    args = script.init_config()
+    t0 = time.perf_counter()
+    script.main(args)
+    train_wall = time.perf_counter() - t0
+    # per-epoch training time: from start / previous validation end to this validation start
+    log = (run_dir / "log.txt").read_text() if (run_dir / "log.txt").exists() else ""
+
+    # ---- evaluate the final epoch's model with the original's own functions
+    from modules import VAE, DeltaGaussianLSTMEncoder, GaussianLSTMEncoder, LSTMDecoder, VMFLSTMEncoder
+    from utils import calc_au, calc_iwnll, calc_mi, uniform_initializer
+    np.random.seed(a.seed)
+    torch.manual_seed(a.seed)
+    init, emb_init = uniform_initializer(0.01), uniform_initializer(0.1)
+    enc_cls = {3: DeltaGaussianLSTMEncoder, 4: VMFLSTMEncoder}.get(args.fb, GaussianLSTMEncoder)
+    vae = VAE(enc_cls(args, len(vocab), init, emb_init), LSTMDecoder(args, vocab, init, emb_init), args)
+    vae.load_state_dict(torch.load(run_dir / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"))
+    vae.eval()
+    sets = {name: MonoTextData(str(data / f"{name}.txt"), label=True, vocab=vocab)
+            for name in ["test500", "test1000", "valid", "test"] + [f"train{n}" for n in LABEL_SIZES]}
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        b1000 = sets["test1000"].create_data_batch(batch_size=BUDGET["batch_size"], device="cpu", batch_first=True)
+        _, nll_elbo, kl, _, _ = test(vae, b1000, "TEST", args)
+        mi = calc_mi(vae, b1000) if args.fb != 4 else float("nan")
+        au, _ = calc_au(vae, b1000)
+        b500 = sets["test500"].create_data_batch(batch_size=1, device="cpu", batch_first=True)
+        iw_nll, iw_ppl = calc_iwnll(vae, b500, args)
+        feats, labels = {}, {}
+        for name, ds in sets.items():
+            if name.startswith("test") and name != "test":
+                continue
+            xs, ys = [], []
+            batches, label_batches = ds.create_data_batch_labels(batch_size=256, device="cpu", batch_first=True)
+            for bx, by in zip(batches, label_batches):
+                xs.append(vae.encoder(bx)[0].numpy())
+                ys += [int(v) for v in by]
+            feats[name], labels[name] = np.concatenate(xs), np.array(ys)
+    probe = probe_raw_mu(feats, labels)
+    eval_wall = time.perf_counter() - t1
+    starts = [t0] + epoch_ends[:-1]
+    record = {"implementation": "original", "code": "valdersoul/bn-vae text_anneal_fb.py", "method": a.method,
+              "seed": a.seed, "flags": sys.argv[1:], "budget": BUDGET,
+              "metrics": {"iw_nll": float(iw_nll), "iw_ppl": float(iw_ppl), "kl": float(kl), "mi": float(mi),
+                          "au": int(au), "elbo_nll": float(nll_elbo), "probe_raw_mu": probe},
+              "timing": {"train_wall_seconds": train_wall, "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)],
+                         "eval_seconds": eval_wall, "threads": a.threads},
+              "log_tail": log.splitlines()[-12:]}
+    write_result(out, record)
+    print(json.dumps(record["metrics"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One parity worker per core: pops the first line of QUEUE (under a lock) and runs it, until the queue is empty.
+#   bash reports/parity/worker.sh QUEUE LOGDIR &     (twice, for two cores)
+set -u
+queue=$1; logs=$2; mkdir -p "$logs"
+while true; do
+  job=$(flock "$queue.lock" bash -c 'line=$(head -n1 "$0"); [ -n "$line" ] && sed -i 1d "$0"; echo "$line"' "$queue")
+  [ -z "$job" ] && break
+  name=$(echo "$job" | tr -c 'a-zA-Z0-9\n' '_' | cut -c1-80)
+  echo "$(date -Is) start $job" >> "$logs/worker.log"
+  bash -c "$job" > "$logs/$name.log" 2>&1
+  echo "$(date -Is) end rc=$? $job" >> "$logs/worker.log"
+done
