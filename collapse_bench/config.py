@@ -54,8 +54,10 @@ class TrainConfig:
     threads: int = 1                # torch intra-op threads; fixed so serial and parallel runs time alike
     curve_sentences: int = 2000     # validation sentences used for the per-epoch MI/AU curve
     precision: str = "fp32"         # "bf16": autocast matmuls to bfloat16 (2x matmul rate on CPUs with AMX/AVX512-BF16)
+    select: str = "best"            # the scored model: "best" validation checkpoint (the protocol) or the "last" epoch's
 
     def __post_init__(self):
+        _check(self.select in ("best", "last"), f"train.select must be 'best' or 'last', got {self.select!r}")
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.optimizer in ("sgd", "adam"), f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")

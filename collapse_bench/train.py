@@ -99,7 +99,7 @@ class Trainer:
         return out
 
     def fit(self) -> dict:
-        """Train; leave the best-validation model loaded. Returns timing."""
+        """Train; leave the best-validation model loaded (or the last, train.select). Returns timing."""
         tc = self.cfg.train
         key = "valid_recon" if self.method.select_on == "recon" else "valid_loss"
         self.model.train()
@@ -145,7 +145,7 @@ class Trainer:
                     self._make_optimizers()
             else:
                 bad_epochs, ref = 0, score
-        if best_state is not None:
+        if best_state is not None and tc.select == "best":
             self.model.load_state_dict(best_state)
         self.model.eval()
         return {"train_seconds": setup_time + train_time, "before_training_seconds": setup_time,

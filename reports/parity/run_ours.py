@@ -1,0 +1,95 @@
+"""Run collapse-bench on the parity data and budget (the same 40,000 training sentences the original reads, through
+the harness's own loader), keep the final epoch's model, and score it as run_original.py scores the original:
+IW-NLL (K=500) on test lines 0-499, KL/MI/AU on lines 0-999, and the raw-mu probe on the full test set.
+The harness's own probe (standardised mu) is recorded too, as evidence for the standardisation choice.
+
+    python reports/parity/run_ours.py --method bnvae --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from collapse_bench import evaluate as ev
+from collapse_bench import registry
+from collapse_bench.config import EvalConfig, ModelConfig, SizeConfig, TrainConfig
+from collapse_bench.data import DataLimits, load_corpus
+from collapse_bench.probe import fit_and_score
+from collapse_bench.store import provenance
+from collapse_bench.train import Trainer
+from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, data_dir, probe_raw_mu, write_result
+
+
+def parity_config(threads: int) -> SizeConfig:
+    b = BUDGET
+    return SizeConfig(
+        "parity",
+        ModelConfig(emb=b["emb"], enc_hidden=b["hidden"], dec_hidden=b["hidden"], nz=b["nz"]),
+        TrainConfig(epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], kl_start=b["kl_start"],
+                    warm_up=b["warm_up"], threads=threads, select="last"),
+        EvalConfig(iw_samples=b["iw_samples"]),
+        DataLimits(max_train=b["train_sentences"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--method", required=True, choices=sorted(METHODS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tag", default="", help="suffix of the result name, e.g. for an ablation")
+    ap.add_argument("--set", action="append", default=[], help="extra method param NAME=VALUE")
+    ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
+    a = ap.parse_args()
+    if a.quick:
+        BUDGET.update(train_sentences=300, epochs=1, iw_samples=5, iw_sentences=20, latent_sentences=50)
+        a.tag += "-quick"
+    out = RESULTS / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
+    if out.exists() and not a.quick:
+        print(f"{out} exists; delete it to rerun")
+        return
+    torch.set_num_threads(a.threads)
+    cfg = parity_config(a.threads)
+    name, params = METHODS[a.method]["ours"]
+    cls = registry.get(name)
+    extra = dict(kv.split("=", 1) for kv in a.set)
+    method = cls(cls.Params.from_strings(cls.name, {**{k: str(v) for k, v in params.items()}, **extra}))
+    corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
+    trainer = Trainer(method, cfg, corpus, seed=a.seed)
+    epoch_ends: list[float] = []
+    validate = trainer.validate
+    trainer.validate = lambda: (epoch_ends.append(time.perf_counter()), validate())[1]
+    t0 = time.perf_counter()
+    timing = trainer.fit()
+    train_wall = time.perf_counter() - t0
+    model, dev = trainer.model.eval(), trainer.device
+    t1 = time.perf_counter()
+    test = corpus.test
+    t500, t1000 = test.subset(np.arange(BUDGET["iw_sentences"])), test.subset(np.arange(BUDGET["latent_sentences"]))
+    with torch.no_grad():
+        nll = ev.iw_nll(method, model, t500, BUDGET["iw_samples"], cfg.eval.iw_chunk_rows, cfg.eval.batch_size, dev)
+        rec, kl = ev.elbo_terms(method, model, t1000, cfg.eval.batch_size, dev)
+        stats = ev.latent_stats(ev.encode(method, model, t1000, cfg.eval.batch_size, dev), cfg.eval.au_threshold)
+        splits = {"valid": corpus.valid, "test": test, **{f"train{n}": corpus.label_subsets[n] for n in LABEL_SIZES}}
+        feats = {k: ev.probe_features(method, model, s, cfg.eval.batch_size, dev) for k, s in splits.items()}
+        labels = {k: s.labels for k, s in splits.items()}
+    probe_std = {str(n): fit_and_score(feats[f"train{n}"], labels[f"train{n}"], feats["valid"], labels["valid"],
+                                       feats["test"], labels["test"]) for n in LABEL_SIZES}
+    record = {"implementation": "ours", "method": a.method, "params": method.params.to_dict(), "seed": a.seed,
+              "budget": BUDGET, "config": cfg.to_dict(),
+              "metrics": {"iw_nll": float(nll.mean()), "iw_ppl": ev.perplexity(nll, t500), "kl": float(kl.mean()),
+                          "mi": stats.mi, "au": stats.au, "elbo_nll": float((rec + kl).mean()),
+                          "probe_raw_mu": probe_raw_mu(feats, labels), "probe_standardised": probe_std},
+              "timing": {"train_wall_seconds": train_wall, "epoch_seconds": np.diff([t0] + epoch_ends).tolist(),
+                         "eval_seconds": time.perf_counter() - t1, "threads": a.threads, **timing},
+              "curves": trainer.curves, "provenance": provenance()}
+    if not a.quick:
+        write_result(out, record)
+    print(json.dumps(record["metrics"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
