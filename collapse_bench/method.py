@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, SizeConfig, TrainConfig
 from .model import TextVAE
 from .posterior import Posterior
 
@@ -115,6 +115,9 @@ class Method:
     def label(self) -> str:
         p = self.params.to_dict()
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in p.items())})" if p else self.name
+
+    def check_config(self, cfg: SizeConfig) -> None:
+        """Refuse (ParamError naming the fix) a run configuration under which the method is not itself."""
 
     # --- model ---------------------------------------------------------------------------------
     def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:

@@ -120,9 +120,14 @@ class TextVAE(nn.Module):
         return self.encoder is not None
 
     def reset_parameters(self, module: nn.Module | None = None) -> None:
-        """He et al.: U(-0.01, 0.01) for weights, U(-0.1, 0.1) for embeddings; BN layers keep their own init."""
+        """He et al.: U(-0.01, 0.01) for weights, U(-0.1, 0.1) for embeddings; BN layers keep their own init.
+        With cfg.encoder_init == "pytorch" the encoder and its head take PyTorch's defaults instead."""
+        default_init = {id(m) for part in (self.encoder, self.head) if part is not None and
+                        self.cfg.encoder_init == "pytorch" for m in part.modules()}
         for m in (module or self).modules():
-            if isinstance(m, nn.Embedding):
+            if id(m) in default_init and isinstance(m, (nn.Embedding, nn.LSTM, nn.Linear)):
+                m.reset_parameters()
+            elif isinstance(m, nn.Embedding):
                 nn.init.uniform_(m.weight, -self.cfg.emb_init_range, self.cfg.emb_init_range)
             elif isinstance(m, (nn.LSTM, nn.Linear)):
                 for p in m.parameters(recurse=False):

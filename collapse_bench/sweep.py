@@ -142,7 +142,7 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
             for size in sizes:
                 for seed in seeds:
                     spec = CellSpec(cls.name, d, size, seed, params, overrides, **common)
-                    spec.size_config()  # validate overrides now
+                    cls(cls.Params(**params)).check_config(spec.size_config())  # validate overrides now
                     cells.append(spec)
     return cells
 

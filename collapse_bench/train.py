@@ -36,6 +36,7 @@ class Trainer:
         self.method, self.cfg, self.corpus, self.seed = method, cfg, corpus, seed
         self.device = torch.device(device)
         self.on_step = on_step
+        method.check_config(cfg)
         seed_everything(seed)
         self.model = method.build_model(cfg.model, len(corpus.vocab)).to(self.device)
         self.lr = cfg.train.lr

@@ -580,3 +580,28 @@ def test_pretrain_time_counts_as_training_time():
     timing = trainer.fit()
     assert timing["before_training_seconds"] >= method.pretrain_info["seconds"] > 0
     assert timing["train_seconds"] >= timing["before_training_seconds"] + timing["seconds_per_step"] * timing["steps"] * 0.99
+
+
+@pytest.mark.parametrize("name", ["bnvae", "bnvae-su"])
+def test_bn_methods_run_at_every_size_and_refuse_a_void_floor(name):
+    from collapse_bench.config import SIZES, size_config
+    method = registry.get(name)()
+    for size in SIZES:
+        method.check_config(size_config(size, DATASET))    # every size the harness offers keeps the floor
+    smoke = size_config("smoke", DATASET)
+    with pytest.raises(ParamError, match="train.optimizer=sgd"):
+        method.check_config(smoke.replace(train={"optimizer": "adam"}))
+    with pytest.raises(ParamError, match="model.encoder_init=pytorch"):
+        method.check_config(smoke.replace(model={"encoder_init": "uniform"}))
+    with pytest.raises(ValueError, match="train.optimizer=sgd"):     # refused before anything runs
+        from collapse_bench.sweep import expand
+        expand([name], [DATASET], ["smoke"], [0], {"train": {"optimizer": "adam"}})
+
+
+def test_bnvae_at_smoke_size_keeps_its_floor_on_the_test_set():
+    """`run --methods bnvae --size smoke` as a user runs it: the scored test KL (BN running statistics) is above
+    nz*gamma^2/2 (it was 0.02 against 2.88 when smoke trained with Adam)."""
+    record = run_cell(CellSpec("bnvae", DATASET, "smoke", 0, registry.get("bnvae").Params().to_dict()))
+    assert record["status"] == "ok", record["error"]
+    cfg = record["config"]
+    assert record["metrics"]["kl"] >= cfg["model"]["nz"] * cfg["method"]["gamma"] ** 2 / 2

@@ -14,16 +14,6 @@ if TYPE_CHECKING:
     from ..train import Trainer
 
 Pretrain = Literal["none", "ae"]
-EncoderInit = Literal["pytorch", "harness"]
-
-
-def pytorch_default_init(*modules: torch.nn.Module) -> None:
-    """Re-initialise with PyTorch's own defaults (embeddings N(0, 1), LSTM and linear U(+-1/sqrt(fan))),
-    leaving batch-norm layers alone. BNV's BN-VAE encoder uses these instead of He et al.'s U(+-0.01)."""
-    for module in modules:
-        for m in module.modules():
-            if isinstance(m, (torch.nn.Embedding, torch.nn.LSTM, torch.nn.Linear)):
-                m.reset_parameters()
 
 
 def require(cond: bool, message: str) -> None:
@@ -36,13 +26,19 @@ def require_rate(name: str, value: float) -> None:
     require(0.0 <= value <= 1.0, f"{name}={value!r} is outside [0, 1]; set {name} to a rate between 0 and 1")
 
 
+def require_bn_floor_config(method: str, cfg) -> None:
+    """BN on the raw means bounds the KL only while their batch variance stays far above BN's eps (1e-5)."""
+    require(cfg.train.optimizer == "sgd",
+            f"{method} with train.optimizer={cfg.train.optimizer!r}: Adam shrinks the raw means' batch variance below "
+            f"BN's eps and the KL floor is lost (KL -> 0); use the paper's optimiser: --set train.optimizer=sgd "
+            f"--set train.lr=1.0")
+    require(cfg.model.encoder_init == "pytorch",
+            f"{method} with model.encoder_init='uniform': U(+-0.01) starts the raw means with batch variance ~1e-10, "
+            f"far below BN's eps, and the KL floor is void; use --set model.encoder_init=pytorch (the BN-VAE code's)")
+
+
 def require_pretrain(method: str, value: str) -> None:
     require(value in ("none", "ae"), f"{method}.pretrain={value!r}: choose 'none' or 'ae'")
-
-
-def require_encoder_init(method: str, value: str) -> None:
-    require(value in ("pytorch", "harness"),
-            f"{method}.encoder_init={value!r}: choose 'pytorch' (the BN-VAE code) or 'harness' (U(+-0.01))")
 
 
 # --------------------------------------------------------------------------- pretrain=ae (Li et al. 2019)

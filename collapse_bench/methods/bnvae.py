@@ -9,12 +9,10 @@ from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
 from ._common import (
-    EncoderInit,
     Pretrain,
     PretrainAE,
-    pytorch_default_init,
     require,
-    require_encoder_init,
+    require_bn_floor_config,
     require_pretrain,
 )
 
@@ -44,8 +42,8 @@ class BNVAE(PretrainAE, Method):
 
     The bound is really sum_j (gamma^2 v_j / (v_j + eps) + beta_j^2) / 2 with v_j the batch variance of the raw
     mean and eps = 1e-5 (PyTorch's BN default, as in BNV): it only holds while v_j >> eps. Hence
-    encoder_init='pytorch' (default): like BNV, the encoder and head use PyTorch's default initialisation; with
-    the harness's U(+-0.01) the raw means start with v ~ 1e-10 and the floor is void from the first step.
+    Hence model.encoder_init='pytorch' (the harness default, as BNV's Gaussian encoder): with He et al.'s U(+-0.01)
+    encoder the raw means start with v ~ 1e-10 and the floor is void from the first step (validate() refuses it).
     Optimiser: the paper's SGD (lr 1) keeps v growing (BN makes the loss scale-invariant in the raw means), but
     Adam turns the tiny O(eps/v) KL gradient on the scale into full-size steps and shrinks v below eps within
     one epoch at `default` size on short-yelp, escaping the floor (KL -> 0). Run BN-VAE with
@@ -60,24 +58,23 @@ class BNVAE(PretrainAE, Method):
     class Params(MethodParams):
         gamma: float = 0.6          # 0.6 and 0.7 in the BN-VAE table
         pretrain: Pretrain = "none"
-        encoder_init: EncoderInit = "pytorch"
 
         def validate(self) -> None:
             require(self.gamma > 0, f"bnvae.gamma={self.gamma!r} must be > 0 (it sets the KL floor nz*gamma^2/2; "
                                     f"the paper uses 0.6 or 0.7)")
             require_pretrain("bnvae", self.pretrain)
-            require_encoder_init("bnvae", self.encoder_init)
 
         @staticmethod
         def search_space(trial) -> dict:
             return {"gamma": trial.suggest_float("gamma", 0.3, 1.0)}
 
+    def check_config(self, cfg) -> None:
+        require_bn_floor_config("bnvae", cfg)
+
     def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
         model = TextVAE(cfg, vocab_size)
         model.head = BNHead(cfg.enc_hidden, cfg.nz, self.params.gamma)
         model.reset_parameters(model.head)     # the linear map; BN keeps gamma / 0
-        if self.params.encoder_init == "pytorch":
-            pytorch_default_init(model.encoder, model.head)
         return model
 
     @staticmethod

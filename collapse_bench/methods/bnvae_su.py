@@ -8,7 +8,7 @@ from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import EncoderInit, pytorch_default_init, require, require_encoder_init
+from ._common import require, require_bn_floor_config
 
 SIGMA_VAR_EPS = 1e-6   # variance = sigma_hat^2 + eps, so log sigma^2 (and the KL) stay finite at sigma_hat = 0
 
@@ -58,21 +58,20 @@ class BNVAESu(Method):
     @dataclass(frozen=True)
     class Params(MethodParams):
         tau: float = 0.5
-        encoder_init: EncoderInit = "pytorch"
 
         def validate(self) -> None:
             require(0.0 < self.tau < 1.0, f"bnvae-su.tau={self.tau!r} must be in (0, 1) (Su: 0.5); "
                                           f"it sets the KL floor nz*tau/2")
-            require_encoder_init("bnvae-su", self.encoder_init)
 
         @staticmethod
         def search_space(trial) -> dict:
             return {"tau": trial.suggest_float("tau", 0.1, 0.9)}
 
+    def check_config(self, cfg) -> None:
+        require_bn_floor_config("bnvae-su", cfg)
+
     def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
         model = TextVAE(cfg, vocab_size)
         model.head = SuBNHead(cfg.enc_hidden, cfg.nz, self.params.tau)
         model.reset_parameters(model.head)     # the linear map; theta stays 0
-        if self.params.encoder_init == "pytorch":
-            pytorch_default_init(model.encoder, model.head)
         return model

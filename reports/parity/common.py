@@ -19,13 +19,15 @@ LABEL_SIZES = (100, 500, 1000, 2000, 10000)
 BUDGET = dict(train_sentences=40000, epochs=4, warm_up=2, kl_start=0.1, lr=1.0, batch_size=32, emb=128,
               hidden=512, nz=32, iw_samples=500, iw_sentences=500, latent_sentences=1000)
 
-# One table row per method: the original code's flags (valdersoul/bn-vae text_anneal_fb.py) and ours.
+# One table row per method: the original code's flags (valdersoul/bn-vae text_anneal_fb.py) and ours. `init` is
+# the encoder init the original applies for that encoder class: its GaussianLSTMEncoder keeps PyTorch's defaults
+# (its reset_parameters has the uniform init commented out), its delta and vMF encoders apply U(+-0.01)/U(+-0.1).
 METHODS = {
-    "vanilla": dict(original=[], ours=("vanilla", {})),
-    "bnvae": dict(original=["--gamma", "0.7"], ours=("bnvae", {"gamma": 0.7})),
-    "delta": dict(original=["--fb", "3", "--delta", "0.1"], ours=("delta", {"delta": 0.1})),
-    "vmf": dict(original=["--fb", "4"], ours=("vmf", {"kappa": 13.0})),
-    "cyclic": dict(original=["--cycle", "2"], ours=("cyclic", {})),
+    "vanilla": dict(original=[], ours=("vanilla", {}), init="pytorch"),
+    "bnvae": dict(original=["--gamma", "0.7"], ours=("bnvae", {"gamma": 0.7}), init="pytorch"),
+    "delta": dict(original=["--fb", "3", "--delta", "0.1"], ours=("delta", {"delta": 0.1}), init="uniform"),
+    "vmf": dict(original=["--fb", "4"], ours=("vmf", {"kappa": 13.0}), init="uniform"),
+    "cyclic": dict(original=["--cycle", "2"], ours=("cyclic", {}), init="pytorch"),
 }
 
 

@@ -24,11 +24,11 @@ from collapse_bench.train import Trainer
 from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, data_dir, probe_raw_mu, write_result
 
 
-def parity_config(threads: int) -> SizeConfig:
+def parity_config(threads: int, encoder_init: str) -> SizeConfig:
     b = BUDGET
     return SizeConfig(
         "parity",
-        ModelConfig(emb=b["emb"], enc_hidden=b["hidden"], dec_hidden=b["hidden"], nz=b["nz"]),
+        ModelConfig(emb=b["emb"], enc_hidden=b["hidden"], dec_hidden=b["hidden"], nz=b["nz"], encoder_init=encoder_init),
         TrainConfig(epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], kl_start=b["kl_start"],
                     warm_up=b["warm_up"], threads=threads, select="last"),
         EvalConfig(iw_samples=b["iw_samples"]),
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="", help="suffix of the result name, e.g. for an ablation")
     ap.add_argument("--set", action="append", default=[], help="extra method param NAME=VALUE")
+    ap.add_argument("--init", choices=("pytorch", "uniform"), help="encoder init (default: the original's)")
     ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
     a = ap.parse_args()
     if a.quick:
@@ -52,7 +53,7 @@ def main() -> None:
         print(f"{out} exists; delete it to rerun")
         return
     torch.set_num_threads(a.threads)
-    cfg = parity_config(a.threads)
+    cfg = parity_config(a.threads, a.init or METHODS[a.method]["init"])
     name, params = METHODS[a.method]["ours"]
     cls = registry.get(name)
     extra = dict(kv.split("=", 1) for kv in a.set)
