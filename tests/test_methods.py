@@ -608,3 +608,25 @@ def test_bnvae_at_smoke_size_keeps_its_floor_on_the_test_set():
     assert record["status"] == "ok", record["error"]
     cfg = record["config"]
     assert record["metrics"]["kl"] >= cfg["model"]["nz"] * cfg["method"]["gamma"] ** 2 / 2
+
+
+def test_savae_svi_step_is_whole_batch_mean_and_clip(trained):
+    """He et al.'s rerun: the SVI loss is the batch mean, and each variable's gradient is clipped over the batch
+    (not per sentence): one step with a tiny clip moves mu by exactly lr * clip in Frobenius norm, and every
+    sentence by the same fraction of its own gradient."""
+    t = trained("savae")
+    model = t.model.eval()
+    tokens = t.batch(min_size=8).tokens[:8]
+    method = registry.get("savae")(registry.get("savae").Params(svi_steps=1, svi_momentum=0.0, svi_clip=1e-3))
+    with torch.no_grad():
+        start = method.amortized_posterior(model, tokens)
+    mu0 = start.mu.detach().requires_grad_(True)
+    torch.manual_seed(5)
+    q = Gaussian(mu0, start.logvar.detach())
+    g = torch.autograd.grad((-model.decoder.log_prob(tokens, q.rsample(1))[:, 0] + q.kl()).mean(), mu0)[0]
+    torch.manual_seed(5)
+    with torch.enable_grad():
+        refined = method.refine(model, start, tokens, 1.0, create_graph=False)
+    step = refined.mu - start.mu
+    assert float(step.norm()) == pytest.approx(1e-3, rel=1e-4)
+    torch.testing.assert_close(step, -1e-3 * g / g.norm(), rtol=1e-3, atol=5e-8)   # float32 cancellation in step
