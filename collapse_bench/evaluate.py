@@ -93,8 +93,10 @@ def mutual_information(post: Posterior, chunk: int = 1024) -> float:
 
 @torch.no_grad()
 def active_units(post: Posterior, threshold: float = 0.01) -> tuple[int, np.ndarray]:
-    """Dimensions whose posterior mean varies across the data: Var_x(E_q[z_j]) >= threshold (unbiased)."""
-    var = post.mean.double().var(0, unbiased=True).cpu().numpy() if post.mean.shape[0] > 1 else np.zeros(post.mean.shape[1])
+    """Dimensions whose posterior mean varies across the data: Var_x(E_q[z_j]) >= threshold (unbiased); the
+    posterior family picks the feature (vMF: its direction mu, as published)."""
+    f = post.au_feature
+    var = f.double().var(0, unbiased=True).cpu().numpy() if f.shape[0] > 1 else np.zeros(f.shape[1])
     return int((var >= threshold).sum()), var
 
 

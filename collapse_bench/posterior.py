@@ -32,8 +32,12 @@ class Posterior:
         raise NotImplementedError
 
     @property
-    def mean(self) -> torch.Tensor:                       # [B, nz] feature for AU and the probe
+    def mean(self) -> torch.Tensor:                       # [B, nz] E_q[z], the probe's feature
         raise NotImplementedError
+
+    @property
+    def au_feature(self) -> torch.Tensor:                 # [B, nz] whose variance over the data counts active units
+        return self.mean
 
     def cross_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z_i | x_j) for codes z [M, nz] against every posterior j: [M, B]."""

@@ -630,3 +630,17 @@ def test_savae_svi_step_is_whole_batch_mean_and_clip(trained):
     step = refined.mu - start.mu
     assert float(step.norm()) == pytest.approx(1e-3, rel=1e-4)
     torch.testing.assert_close(step, -1e-3 * g / g.norm(), rtol=1e-3, atol=5e-8)   # float32 cancellation in step
+
+
+def test_vmf_active_units_are_counted_on_the_direction():
+    from collapse_bench.methods.vmf import VonMisesFisher
+    torch.manual_seed(0)
+    d = 32
+    # per-dimension variance of the direction between 0.01 and 0.01 / A^2: active on mu, not on E_q[z] = A mu
+    mu = torch.nn.functional.normalize(torch.ones(4000, d) + 0.9 * torch.randn(4000, d), dim=-1)
+    post = VonMisesFisher(mu, 13.0)
+    a = post._const()["mean_cos"]
+    var = mu.var(0)
+    assert bool(((var > 0.011) & (var * a ** 2 < 0.009)).all())
+    assert ev.active_units(post)[0] == d
+    assert ev.active_units(Gaussian(post.mean, torch.zeros_like(mu)))[0] == 0    # E_q[z] would count none
