@@ -383,27 +383,27 @@ def test_anneal_schedules_have_their_shape():
     assert m.kl_weight(0, spe, cfg) == pytest.approx(0.1) and m.kl_weight(40, spe, cfg) == pytest.approx(0.55)
 
 
-def test_cyclic_schedule_over_the_run(trained):
-    t = trained("cyclic")
-    p = t.method.params
-    total = t.cfg.train.epochs * len(t.trainer.train_batches)
-    assert t.method.total_iterations(t.trainer.steps_per_epoch, t.cfg.train) == total
-    assert t.trainer.step == total   # the run did all its iterations, so the schedule spans exactly the run
+def test_cyclic_schedule_cycles_are_epochs_long(trained):
+    t = trained("cyclic", cycle_epochs=0.25)   # 4 cycles in the 1-epoch test run
+    p, per_epoch = t.method.params, len(t.trainer.train_batches)
+    total = t.cfg.train.epochs * per_epoch
+    assert t.trainer.step == total
     w = np.array([t.method.kl_weight(s, t.trainer.steps_per_epoch, t.cfg.train) for s in range(total)])
+    period = math.ceil(p.cycle_epochs * per_epoch)
     starts = np.flatnonzero(w == p.kl_start)
-    assert len(starts) == p.cycles and starts[0] == 0, "M cycles, each restarting once"
-    period = math.ceil(total / p.cycles)
-    assert np.all(np.diff(starts) == period)
+    assert starts[0] == 0 and np.all(np.diff(starts) == period), "a restart every cycle_epochs epochs"
     first = w[:period]
     rising = first[first < 1.0]
     assert np.all(np.diff(rising) > 0), "rises every iteration (no weight pinned for a restart epoch)"
-    assert len(rising) == pytest.approx(p.ratio * total / p.cycles, abs=1.0)
-    assert np.all(first[len(rising):] == 1.0) and len(rising) < period
-    for s in starts:   # every cycle repeats the first (the last one may be cut short by ceil(T/M))
-        np.testing.assert_array_equal(w[s:s + period], first[: len(w[s:s + period])])
-    # Fu et al.'s formula on a round example: T = 100, M = 4, R = 0.5
+    assert len(rising) == pytest.approx(p.ratio * p.cycle_epochs * per_epoch, abs=1.0)
+    assert np.all(first[len(rising):] == 1.0)
+    # the default is Fu et al.'s 10-epoch cycle whatever the run's length: a 1-epoch run is still rising
+    default = registry.get("cyclic")()
+    default._iters_per_epoch = per_epoch
+    assert default.kl_weight(total - 1, t.trainer.steps_per_epoch, t.cfg.train) == pytest.approx((total - 1) / (5 * per_epoch))
+    # Fu et al.'s formula on a round example: T = 100, M = 4 (period 25), R = 0.5
     from collapse_bench.methods.cyclic import cyclical_schedule
-    ws = [cyclical_schedule(i, 100, 4, 0.5) for i in range(1, 101)]
+    ws = [cyclical_schedule(i, 25, 0.5) for i in range(1, 101)]
     assert ws[:3] == pytest.approx([0.0, 0.08, 0.16]) and ws[12] == pytest.approx(0.96)
     assert ws[13:25] == [1.0] * 12 and ws[25] == 0.0 and ws[26] == pytest.approx(0.08)
 

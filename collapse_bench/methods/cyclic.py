@@ -7,11 +7,10 @@ from ..registry import register
 from ._common import Pretrain, PretrainAE, require, require_pretrain, require_rate
 
 
-def cyclical_schedule(t: int, total: float, cycles: int, ratio: float, start: float = 0.0) -> float:
-    """Fu et al. 2019: with iteration t = 1..T, tau = mod(t-1, ceil(T/M)) / (T/M); the weight rises linearly
+def cyclical_schedule(t: int, period: float, ratio: float, start: float = 0.0) -> float:
+    """Fu et al. 2019: with iteration t = 1, 2, ..., tau = mod(t-1, ceil(period)) / period; the weight rises linearly
     from `start` to 1 while tau <= R and stays at 1 for the rest of the cycle. Computed per iteration, so a
     cycle restarts at `start` for one iteration only (no weight pinned for a whole restart epoch)."""
-    period = total / cycles
     tau = ((t - 1) % math.ceil(period)) / period
     if tau > ratio:
         return 1.0
@@ -20,37 +19,41 @@ def cyclical_schedule(t: int, total: float, cycles: int, ratio: float, start: fl
 
 @register("cyclic", aliases=("cyclical",))
 class Cyclic(PretrainAE, Method):
-    """Cyclical KL annealing (Fu et al. 2019): M=4 cycles over the run, linear 0 -> 1 over the first R=0.5 of each."""
+    """Cyclical KL annealing (Fu et al. 2019): 10-epoch cycles, the weight rising linearly 0 -> 1 over the first half.
+
+    The cycle length is a number of epochs, not a share of the run, as in Fu et al.'s LSTM language-model code
+    (cycles of 10 epochs with 5 of warm-up, M = 4 over 40 epochs) and the BN-VAE code's `--cycle` (epochs): a run
+    of a different length keeps the cycle the papers used. A run shorter than one cycle is plain annealing."""
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        cycles: int = 4             # M
+        cycle_epochs: float = 10.0  # T/M of Fu et al.'s text setup
         ratio: float = 0.5          # R: share of each cycle spent increasing the weight
         kl_start: float = 0.0       # f(0); Fu et al.'s f(tau) = tau/R starts at 0
         pretrain: Pretrain = "none"
 
         def validate(self) -> None:
-            require(self.cycles >= 1, f"cyclic.cycles={self.cycles!r} must be >= 1 (Fu et al.: 4)")
+            require(self.cycle_epochs > 0, f"cyclic.cycle_epochs={self.cycle_epochs!r} must be > 0 (Fu et al.: 10)")
             require(0.0 < self.ratio <= 1.0, f"cyclic.ratio={self.ratio!r} must be in (0, 1] (Fu et al.: 0.5)")
             require_rate("cyclic.kl_start", self.kl_start)
             require_pretrain("cyclic", self.pretrain)
 
         @staticmethod
         def search_space(trial) -> dict:
-            return {"cycles": trial.suggest_int("cycles", 1, 8),
+            return {"cycle_epochs": trial.suggest_float("cycle_epochs", 1.0, 20.0),
                     "ratio": trial.suggest_float("ratio", 0.25, 1.0)}
 
     _iters_per_epoch: int | None = None
 
     def before_training(self, trainer) -> None:
-        # The schedule spans the run's total iterations: epochs x the batches actually drawn per epoch.
+        # cycles restart on epoch boundaries: count the batches an epoch actually draws
         self._iters_per_epoch = len(trainer.train_batches)
         super().before_training(trainer)
 
-    def total_iterations(self, steps_per_epoch: float, cfg: TrainConfig) -> float:
-        return cfg.epochs * (self._iters_per_epoch or steps_per_epoch)
+    def period(self, steps_per_epoch: float) -> float:
+        return self.params.cycle_epochs * (self._iters_per_epoch or steps_per_epoch)
 
     def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
         p = self.params
         # Trainer.step counts from 0 before the first update; Fu et al. count t from 1.
-        return cyclical_schedule(step + 1, self.total_iterations(steps_per_epoch, cfg), p.cycles, p.ratio, p.kl_start)
+        return cyclical_schedule(step + 1, self.period(steps_per_epoch), p.ratio, p.kl_start)
