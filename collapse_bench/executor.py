@@ -76,7 +76,7 @@ def failed_record(spec, error_type: str, message: str, tb: str = "", *, started:
     with the fields `run_cell` would have filled without running anything."""
     try:
         method = spec.make_method()
-        label, params = method.label, method.params.to_dict()
+        label, params = spec.label, method.params.to_dict()
     except Exception:  # noqa: BLE001 - an unknown method must still give a record
         label, params = spec.method, dict(spec.params)
     try:
@@ -88,7 +88,8 @@ def failed_record(spec, error_type: str, message: str, tb: str = "", *, started:
         error["attempts"] = attempts
     return {"schema": SCHEMA, "cell": cell, "method": spec.method, "params": params, "label": label,
             "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
-            "overrides": getattr(spec, "overrides", {}), "status": "failed", "error": error,
+            "overrides": getattr(spec, "overrides", {}), "preset": getattr(spec, "preset", None),
+            "status": "failed", "error": error,
             "metrics": {}, "timing": {}, "curves": [], "config": {},
             "provenance": {**provenance(), "started": started or now(), "finished": now()}}
 

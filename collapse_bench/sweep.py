@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from . import registry
+from . import presets, registry
 from .config import SizeConfig, size_config
 from .data import Corpus, DataLimits, load_corpus
 from .evaluate import score
@@ -34,17 +34,21 @@ class CellSpec:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"train": {"epochs": 3}, ...}
     data_dir: str | None = None
     device: str = "cpu"
+    preset: str | None = None       # a named paper configuration: its recipe applies before `overrides`
 
     def make_method(self) -> Method:
         cls = registry.get(self.method)
         return cls(cls.Params(**self.params))
 
     def size_config(self) -> SizeConfig:
-        return size_config(self.size, self.dataset).replace(**self.overrides)
+        cfg = size_config(self.size, self.dataset)
+        if self.preset:
+            cfg = cfg.replace(**presets.get(self.preset).size_overrides())
+        return cfg.replace(**self.overrides)
 
     @property
     def label(self) -> str:
-        return self.make_method().label
+        return f"preset:{self.preset}" if self.preset else self.make_method().label
 
     @property
     def cell(self) -> str:
@@ -67,14 +71,14 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) 
     """Train and score one cell. Never raises for a failure inside the cell: returns a 'failed' record."""
     record: dict[str, Any] = {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": spec.params,
                               "label": spec.method, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
-                              "overrides": spec.overrides,
+                              "overrides": spec.overrides, "preset": spec.preset,
                               "status": "failed", "error": None, "metrics": {}, "timing": {}, "curves": [],
                               "config": {}, "provenance": {**provenance(), "started": now()}}
     trainer = None
     try:
         method = spec.make_method()
         cfg = spec.size_config()
-        record.update(label=method.label, params=method.params.to_dict(),
+        record.update(label=spec.label, params=method.params.to_dict(),
                       config={**cfg.to_dict(), "device": spec.device, "method": method.params.to_dict()})
         torch.set_num_threads(cfg.train.threads)
         corpus = _corpus(spec.dataset, spec.data_dir, cfg.limits)
@@ -143,6 +147,28 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
                 for seed in seeds:
                     spec = CellSpec(cls.name, d, size, seed, params, overrides, **common)
                     cls(cls.Params(**params)).check_config(spec.size_config())  # validate overrides now
+                    cells.append(spec)
+    return cells
+
+
+def expand_presets(names: list[str], datasets: list[str], sizes: list[str], seeds: list[int],
+                   settings: dict[str, dict[str, str]] | None = None, **common) -> list[CellSpec]:
+    """Cells for named paper configurations; `settings` may hold SECTION.FIELD overrides (applied last)."""
+    settings = settings or {}
+    bad = sorted(set(settings) - {"train", "model", "eval", "limits"})
+    if bad:
+        raise ValueError(f"--set {bad[0]}.…: with --presets only SECTION.FIELD overrides (train, model, eval, limits) "
+                         f"apply; a preset fixes its method's params")
+    overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in settings.items()}
+    cells = []
+    for name in names:
+        preset = presets.get(name)
+        for d in datasets:
+            for size in sizes:
+                for seed in seeds:
+                    spec = CellSpec(preset.method, d, size, seed, preset.method_params(), overrides, preset=name,
+                                    **common)
+                    spec.make_method().check_config(spec.size_config())
                     cells.append(spec)
     return cells
 

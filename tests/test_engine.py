@@ -152,3 +152,20 @@ def test_gradient_clipping_is_joint_over_encoder_and_decoder():
         e, d = norm(enc), norm(dec)
         assert (e ** 2 + d ** 2) ** 0.5 == pytest.approx(cfg.train.clip, rel=1e-4)
         assert e / d == pytest.approx(1e6 * (sum(p.numel() for p in enc) / sum(p.numel() for p in dec)) ** 0.5, rel=1e-3)
+
+
+def test_presets_carry_the_recipe_of_their_code_and_land_in_the_record(tmp_path):
+    from collapse_bench import presets
+    from collapse_bench.sweep import expand_presets
+    (spec,) = expand_presets(["ae-fb-4"], ["synthetic"], ["smoke"], [0], {"train": {"epochs": 1}})
+    cfg = spec.size_config()
+    assert spec.params["pretrain"] == "ae" and spec.params["target"] == 4.0
+    # Li et al.'s recipe (lr 0.5, KL weight 0 -> 1 over 10 epochs, patience 5); the user's --set applies last
+    assert (cfg.train.lr, cfg.train.kl_start, cfg.train.warm_up, cfg.train.decay_patience) == (0.5, 0.0, 10.0, 5)
+    assert cfg.train.epochs == 1 and spec.label == "preset:ae-fb-4"
+    rec = run_sweep(expand_presets(["vae"], ["synthetic"], ["smoke"], [0], {"train": {"epochs": 1}}), tmp_path)[0]
+    assert rec["status"] == "ok" and rec["preset"] == "vae" and rec["config"]["model"]["encoder_init"] == "uniform"
+    with pytest.raises(presets.UnknownPresetError, match="Did you mean 'bnvae-0.7'"):
+        expand_presets(["bnvae-07"], ["synthetic"], ["smoke"], [0])
+    with pytest.raises(ValueError, match="a preset fixes its method's params"):
+        expand_presets(["vae"], ["synthetic"], ["smoke"], [0], {"bnvae": {"gamma": "0.5"}})

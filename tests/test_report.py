@@ -17,7 +17,7 @@ import pytest
 
 from collapse_bench.report import build_report, load_results
 from collapse_bench.report.load import frame
-from collapse_bench.report.published import tables_for
+from collapse_bench.report.published import paper_values, tables_for
 from collapse_bench.report.stats import add_time_ratio, mark_best, summarize, tied, welch_p
 from collapse_bench.report.table import build_boards
 
@@ -33,6 +33,10 @@ PROFILES: dict[str, tuple[str, dict[str, Any], float, float, float | None, float
     "lm": ("lm", {}, 351.2, 0.0, None, 0.0, None, 80.0),
     XSS: (XSS, {"evil": XSS}, 358.5, 2.0, 1.0, 5.0, 0.65, 120.0),
 }
+
+
+# cells run as a named paper configuration (collapse_bench/presets.py); only these sit beside the paper's figures
+PRESET_OF = {"vanilla": "vae", "bnvae(gamma=0.7)": "bnvae-0.7", "lm": "lstm-lm"}
 
 
 def record(label: str, method: str, seed: int, *, params: dict[str, Any] | None = None, dataset: str = "synthetic",
@@ -71,8 +75,10 @@ def realistic(label: str, seed: int, dataset: str, size: str, labels: bool) -> d
                "train_kl": kl * e / 3, "valid_loss": nll + 15 / e, "valid_recon": nll, "valid_au": round(au * e / 3),
                "valid_kl": kl * e / 3 + jitter(0.1), "valid_mi": 0.0 if mi is None else mi * e / 3 + jitter(0.1)}
               for e in (1, 2, 3)]
-    return record(label, method, seed, params=params, dataset=dataset, size=size, metrics=metrics,
-                  train_seconds=secs * (1 + 0.1 * seed) + jitter(1.0), curves=curves)
+    rec = record(label, method, seed, params=params, dataset=dataset, size=size, metrics=metrics,
+                 train_seconds=secs * (1 + 0.1 * seed) + jitter(1.0), curves=curves)
+    rec["preset"] = PRESET_OF.get(label)
+    return rec
 
 
 def write(run_dir: Path, records: list[dict[str, Any]]) -> Path:
@@ -186,15 +192,37 @@ def test_published_figures_beside_ours(built: tuple[Path, str]) -> None:
     synthetic, yelp = parse(built[1])
     bn7 = next(r for r in yelp if r["label"] == "bnvae(gamma=0.7)")
     assert "paper 355.9" in bn7["cells"][2] and "paper 7.4" in bn7["cells"][5]   # Yelp, from scratch
+    bn6 = next(r for r in yelp if r["label"] == "bnvae(gamma=0.6)")
+    assert not any("paper" in c for c in bn6["cells"])          # the same method, but not run as the row's preset
+    vae = next(r for r in yelp if r["label"] == "vanilla")
+    assert "paper 357.9" in vae["cells"][2] and "paper" not in vae["cells"][5]  # He et al.'s per-batch MI: not beside
+    assert "per-batch MI estimator" in built[1]
     assert not any("paper" in c for r in synthetic for c in r["cells"])
     ours = re.findall(r'<td class="name">BN-VAE \(0.7\) \*</td>.*?<td class="text">([^<]*)</td>', built[1])
-    assert ours == ["bnvae(gamma=0.7)", "not run"]                           # from scratch; with a pretrained AE
+    assert ours == ["bnvae(gamma=0.7)", "not run (preset ae-bnvae-0.7)"]      # from scratch; with a pretrained AE
     lm_table, _ = tables_for("yelp", "paper")
-    row = next(r for r in lm_table.rows if r.model == "BN-VAE (0.7) *" and not r.pretrained)
-    assert row.matches("bnvae", {"gamma": 0.7}) and not row.matches("bnvae", {"gamma": 0.6})
-    assert not row.matches("bnvae", {"gamma": 0.7, "pretrain": "ae"})
-    assert tables_for("short-yelp", "paper")[0].rows[-1].matches("bnvae", {"gamma": 0.7})
+    row = next(r for r in lm_table.rows if r.model == "BN-VAE (0.7) *")
+    assert row.matches("bnvae-0.7") and not row.matches("ae-bnvae-0.7") and not row.matches(None)
+    (cls,) = tables_for("short-yelp", "paper")
+    assert cls.rows[-1].matches("bnvae-0.7") and cls.not_comparable      # fine-tuned encoder: never side by side
+    assert paper_values([cls], "bnvae-0.7") == {}
     assert tables_for("yelp", "smoke") == []
+
+
+def test_every_published_row_maps_to_a_preset_that_builds() -> None:
+    from collapse_bench import presets
+    from collapse_bench.sweep import expand_presets
+    for dataset in ("yelp", "short-yelp"):
+        for t in tables_for(dataset, "paper"):
+            for r in t.rows:
+                if r.preset is None:
+                    assert r.model == "CNN-VAE"                            # the one row the harness cannot run
+                    continue
+                p = presets.get(r.preset)
+                (spec,) = expand_presets([r.preset], [dataset], ["paper"], [0])
+                cfg = spec.size_config()
+                assert spec.method == p.method and cfg.train.lr == p.recipe["train"]["lr"]
+                assert cfg.model.encoder_init == p.recipe["model"]["encoder_init"]
 
 
 def test_tie_marking_on_known_numbers() -> None:

@@ -152,6 +152,7 @@ def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
     row: dict[str, Any] = {
         "cell": str(rec.get("cell") or f"record{file_index}"),
         "method": str(rec.get("method", "?")), "label": label_of(rec),
+        "preset": str(rec["preset"]) if rec.get("preset") else None,
         "params": json.dumps(params_of(rec), sort_keys=True, default=str),
         "dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "seed": seed_of(rec),
         "status": status_of(rec), "error_type": etype, "error_message": emsg, "traceback": trace,

@@ -73,6 +73,7 @@ class Row:
     label: str
     method: str
     params: dict[str, Any]
+    preset: str | None
     n_ok: int
     n_failed: int
     errors: list[str]
@@ -140,8 +141,10 @@ def _row(label: str, cells: pd.DataFrame, metrics: list[Metric], tables: list[pu
     ok = cells[cells["status"] == "ok"]
     first = cells.iloc[0]
     params = json.loads(first["params"])
-    row = Row(label, first["method"], params, len(ok), len(cells) - len(ok), _errors(cells[cells["status"] != "ok"]))
-    paper = published.paper_values(tables, first["method"], params)
+    preset = first.get("preset") if isinstance(first.get("preset"), str) else None
+    row = Row(label, first["method"], params, preset, len(ok), len(cells) - len(ok),
+              _errors(cells[cells["status"] != "ok"]))
+    paper = published.paper_values(tables, preset)
     for m in metrics:
         values = ok[m.key].tolist() if m.key in ok else []
         row.cells[m.key] = Cell(summarize(values), m, paper=paper.get(m.key))
@@ -185,7 +188,7 @@ def build_boards(df: pd.DataFrame) -> list[Board]:
         rows = [_row(str(label), cells, metrics, tables) for label, cells in runs.groupby("label", sort=True)]
         _mark(rows, metrics)
         rows.sort(key=_sort_key)
-        matches = {t.title: [[r.label for r in rows if pr.matches(r.method, r.params)] for pr in t.rows]
+        matches = {t.title: [[r.label for r in rows if pr.matches(r.preset)] for pr in t.rows]
                    for t in tables}
         boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches))
     return boards

@@ -1,0 +1,106 @@
+"""Named configurations, one per published row: a method's params plus the training recipe of the code that
+produced the row. `run --presets bnvae-0.7,ae-fb-4` runs them; the report shows a paper figure only beside the
+cell of the preset its row names (and only where dataset, size and measurement are the paper's).
+
+The recipes, from the original code (shared/reference/protocol.md, sections 1.3 and 2):
+- He et al. 2019 (`jxhe/vae-lagging-encoder` text.py; the rows the BN-VAE table copies from them): SGD lr 1.0,
+  KL weight 0.1 -> 1 over 10 epochs, lr-decay patience 2, encoder initialised U(+-0.01) / U(+-0.1).
+- Li et al. 2019 (`bohanli/vae-pretraining-encoder`): lr 0.5, KL weight 0 -> 1 over 10 epochs, patience 5, the same
+  uniform init; "+ AE" rows pretrain an AE at the same lr and reset the decoder (pretrain='ae').
+- Zhu et al. 2020 (`valdersoul/bn-vae`, the rows marked *): Li et al.'s schedule (its README: lr 0.5, kl_start 0,
+  warm_up 10; decay patience 5), its Gaussian encoder at PyTorch's default init, its delta and vMF encoders uniform.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import registry
+
+HE = {"model": {"encoder_init": "uniform"}, "train": {"lr": 1.0, "kl_start": 0.1, "warm_up": 10.0, "decay_patience": 2}}
+LI = {"model": {"encoder_init": "uniform"}, "train": {"lr": 0.5, "kl_start": 0.0, "warm_up": 10.0, "decay_patience": 5}}
+BNV = {"model": {"encoder_init": "pytorch"}, "train": dict(LI["train"])}
+BNV_UNIFORM = {"model": {"encoder_init": "uniform"}, "train": dict(LI["train"])}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    method: str
+    params: dict[str, Any]
+    recipe: dict[str, dict[str, Any]]
+    rows: tuple[str, ...]           # "table: printed model name" of every published row this preset reproduces
+    source: str
+    note: str = ""
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)   # beyond the recipe
+
+    def size_overrides(self) -> dict[str, dict[str, Any]]:
+        out = {sec: dict(vals) for sec, vals in self.recipe.items()}
+        for sec, vals in self.overrides.items():
+            out.setdefault(sec, {}).update(vals)
+        return out
+
+    def method_params(self) -> dict[str, Any]:
+        cls = registry.get(self.method)
+        return cls.Params(**self.params).to_dict()
+
+
+LM, CLS, TIME = "lm", "classification", "time"
+_PRESETS = [
+    Preset("lstm-lm", "lm", {}, HE, (f"{LM}: LSTM-LM",), "He et al. 2019"),
+    Preset("vae", "vanilla", {}, HE, (f"{LM}: VAE", f"{CLS}: VAE", f"{TIME}: VAE"), "He et al. 2019"),
+    Preset("beta-0.4", "beta", {"beta": 0.4}, HE, (f"{LM}: β-VAE (0.4)",), "He et al. 2019"),
+    Preset("cyclic", "cyclic", {"cycle_epochs": 20.0, "ratio": 0.5}, BNV, (f"{LM}: cyclic *", f"{CLS}: cyclic"),
+           "Zhu et al. 2020", "cycle length not in the BN-VAE code; its fork DG-VAE documents 10 epochs of annealing "
+                              "every 20"),
+    Preset("skip", "skip", {}, BNV, (f"{LM}: Skip-VAE *",), "Zhu et al. 2020", "not in the BN-VAE code; their recipe"),
+    Preset("savae", "savae", {}, HE, (f"{LM}: SA-VAE", f"{TIME}: SA-VAE"), "He et al. 2019 (rerun of Kim et al.)"),
+    Preset("agg", "agg", {}, HE, (f"{LM}: Agg-VAE", f"{CLS}: Agg-VAE", f"{TIME}: Agg-VAE"), "He et al. 2019"),
+    Preset("fb-4", "fb", {"target": 4.0, "mode": "li"}, LI, (f"{LM}: FB (4)",), "Li et al. 2019, from scratch"),
+    Preset("fb-5", "fb", {"target": 5.0, "mode": "li"}, LI, (f"{LM}: FB (5)",), "Li et al. 2019, from scratch"),
+    Preset("fb-9", "fb", {"target": 9.0, "mode": "li"}, LI, (f"{CLS}: FB (9)",), "Li et al. 2019, from scratch"),
+    Preset("delta-0.1", "delta", {"delta": 0.1}, BNV_UNIFORM, (f"{LM}: δ-VAE (0.1) *", f"{CLS}: δ-VAE"),
+           "Zhu et al. 2020", "the classification table does not print δ; 0.1 is the from-scratch row's"),
+    Preset("vmf-13", "vmf", {"kappa": 13.0}, BNV_UNIFORM, (f"{LM}: vMF-VAE (13) *",), "Zhu et al. 2020"),
+    Preset("bnvae-0.6", "bnvae", {"gamma": 0.6}, BNV, (f"{LM}: BN-VAE (0.6) *", f"{TIME}: BN-VAE"), "Zhu et al. 2020"),
+    Preset("bnvae-0.7", "bnvae", {"gamma": 0.7}, BNV, (f"{LM}: BN-VAE (0.7) *", f"{CLS}: BN-VAE (0.7)"),
+           "Zhu et al. 2020"),
+    Preset("ae", "ae", {}, LI, (f"{CLS}: AE",), "Li et al. 2019 (text_beta.py --beta 0 --lr 0.5)"),
+    # with a pretrained AE encoder: Li et al.'s recipe, run by Zhu et al. with the BN-VAE code
+    Preset("ae-cyclic", "cyclic", {"cycle_epochs": 20.0, "ratio": 0.5, "pretrain": "ae"}, BNV,
+           (f"{LM}: + AE cyclic *",), "Zhu et al. 2020 with Li et al.'s AE pretraining"),
+    Preset("ae-fb-4", "fb", {"target": 4.0, "mode": "li", "pretrain": "ae"}, BNV,
+           (f"{LM}: + AE FB (4) *", f"{TIME}: AE+FB"), "Li et al. 2019's method, run by Zhu et al. 2020"),
+    Preset("ae-fb-6", "fb", {"target": 6.0, "mode": "li", "pretrain": "ae"}, LI, (f"{CLS}: AE+FB (6)",),
+           "Li et al. 2019"),
+    Preset("ae-delta-0.15", "delta", {"delta": 0.15, "pretrain": "ae"}, BNV, (f"{LM}: + AE δ-VAE (0.15) *",),
+           "Zhu et al. 2020 with Li et al.'s AE pretraining"),
+    Preset("ae-vmf-13", "vmf", {"kappa": 13.0, "pretrain": "ae"}, BNV, (f"{LM}: + AE vMF-VAE (13) *",),
+           "Zhu et al. 2020 with Li et al.'s AE pretraining"),
+    Preset("ae-bnvae-0.6", "bnvae", {"gamma": 0.6, "pretrain": "ae"}, BNV, (f"{LM}: + AE BN-VAE (0.6) *",),
+           "Zhu et al. 2020 with Li et al.'s AE pretraining"),
+    Preset("ae-bnvae-0.7", "bnvae", {"gamma": 0.7, "pretrain": "ae"}, BNV, (f"{LM}: + AE BN-VAE (0.7) *",),
+           "Zhu et al. 2020 with Li et al.'s AE pretraining"),
+]
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+
+
+class UnknownPresetError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get(name: str) -> Preset:
+    if name in PRESETS:
+        return PRESETS[name]
+    close = difflib.get_close_matches(name, PRESETS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownPresetError(f"unknown preset {name!r}.{hint} Known presets: {', '.join(PRESETS)} "
+                             f"(`python -m collapse_bench list --presets` says which paper row each reproduces).")
+
+
+def preset_for_row(table: str, model: str) -> str | None:
+    """The preset that reproduces the printed row `model` of `table` (LM, classification or time), if any."""
+    key = f"{table}: {model}"
+    return next((p.name for p in _PRESETS if key in p.rows), None)
