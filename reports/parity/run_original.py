@@ -110,12 +110,16 @@ def main() -> None:
                 ys += [int(v) for v in by]
             feats[name], labels[name] = np.concatenate(xs), np.array(ys)
     probe = probe_raw_mu(feats, labels)
+    from collapse_bench.probe import fit_and_score     # the harness's probe (standardised mu), for the evidence
+    probe_std = {str(n): fit_and_score(feats[f"train{n}"], labels[f"train{n}"], feats["valid"], labels["valid"],
+                                       feats["test"], labels["test"]) for n in LABEL_SIZES}
     eval_wall = time.perf_counter() - t1
     starts = [t0] + epoch_ends[:-1]
     record = {"implementation": "original", "code": "valdersoul/bn-vae text_anneal_fb.py", "method": a.method,
               "seed": a.seed, "flags": sys.argv[1:], "budget": BUDGET,
               "metrics": {"iw_nll": float(iw_nll), "iw_ppl": float(iw_ppl), "kl": float(kl), "mi": float(mi),
-                          "au": int(au), "elbo_nll": float(nll_elbo), "probe_raw_mu": probe},
+                          "au": int(au), "elbo_nll": float(nll_elbo), "probe_raw_mu": probe,
+                          "probe_standardised": probe_std},
               "timing": {"train_wall_seconds": train_wall, "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)],
                          "eval_seconds": eval_wall, "threads": a.threads},
               "log_tail": log.splitlines()[-12:]}
