@@ -1,0 +1,63 @@
+"""Build the side-by-side table of reports/parity.md from reports/parity/results/*.json.
+
+    python reports/parity/table.py            # prints Markdown
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from common import METHODS, RESULTS
+
+COLUMNS = [("iw_nll", "IW-NLL", 2), ("kl", "KL", 2), ("mi", "MI", 2), ("au", "AU", 0), ("elbo_nll", "−ELBO", 2)]
+PROBES = ("100", "1000", "10000")
+
+
+def load() -> dict[tuple[str, str], list[dict]]:
+    out: dict[tuple[str, str], list[dict]] = {}
+    for f in sorted(RESULTS.glob("*.json")):
+        r = json.loads(f.read_text())
+        impl = r["implementation"] + ("-" + f.stem.split("__")[0].split("-", 1)[1] if "-" in f.stem.split("__")[0] else "")
+        out.setdefault((r["method"], impl), []).append(r)
+    return out
+
+
+def fmt(values: list[float], digits: int) -> str:
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return " / ".join(f"{v:.{digits}f}" for v in vals)
+
+
+def verdict(ours: list[float], orig: list[float], tol: float) -> str:
+    """inside the band of the original's seeds (widened by `tol` for Monte Carlo noise) or not."""
+    o, t = [v for v in ours if v == v], [v for v in orig if v == v]
+    if not o or not t:
+        return ""
+    lo, hi = min(t) - tol, max(t) + tol
+    return "in band" if all(lo <= v <= hi for v in o) else f"off by {min(abs(v - lo) if v < lo else abs(v - hi) for v in o if not lo <= v <= hi):.2f}"
+
+
+def main() -> None:
+    runs = load()
+    print("| method | implementation | seeds | " + " | ".join(c for _, c, _ in COLUMNS)
+          + " | " + " | ".join(f"probe@{p} raw μ" for p in PROBES) + " | probe@100 std. | s/epoch |")
+    print("|" + "---|" * (4 + len(COLUMNS) + len(PROBES) + 1))
+    for method in METHODS:
+        impls = sorted({impl for (m, impl) in runs if m == method}, key=lambda i: (i != "original", i))
+        for impl in impls:
+            rs = sorted(runs[(method, impl)], key=lambda r: r["seed"])
+            m = [r["metrics"] for r in rs]
+            cells = [fmt([x[k] for x in m], d) for k, _, d in COLUMNS]
+            probes = [fmt([100 * x["probe_raw_mu"][p] for x in m], 1) for p in PROBES]
+            std = fmt([100 * x["probe_standardised"]["100"] for x in m if "probe_standardised" in x], 1)
+            epoch = fmt([statistics.mean(r["timing"]["epoch_seconds"]) for r in rs], 0)
+            print(f"| {method} | {impl} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " | "
+                  + " | ".join(probes) + f" | {std} | {epoch} |")
+
+
+if __name__ == "__main__":
+    main()
