@@ -20,15 +20,16 @@ class FreeBits(PretrainAE, Method):
     gradient; the max form keeps the penalty's value meaningful).
     mode='kingma' (Kingma et al. 2016): z is split into `groups` equal groups and the penalty is
     sum_g max(target/groups, E_batch[KL_g]): the KL is averaged over the minibatch first, then clamped.
-    The reported KL (ELBO, metrics) is always the true KL. With pretrain='ae' this is Li et al.'s AE+FB:
-    encoder from a trained AE, decoder re-initialised. KL weight: the harness's annealing schedule."""
+    The reported KL (ELBO, metrics) is always the true KL. By default (pretrain='ae') this is Li et al.'s AE+FB, the
+    FB that the BN-VAE table and Li et al. recommend: encoder from a trained AE, decoder re-initialised;
+    pretrain='none' is the from-scratch row (AU 3 on Yahoo). KL weight: the harness's annealing schedule."""
 
     @dataclass(frozen=True)
     class Params(MethodParams):
         target: float = 4.0                     # lambda in nats for the whole code: "FB (4)" of the BN-VAE table
         mode: Literal["li", "kingma"] = "li"
         groups: int = 0                         # kingma only: number of groups; 0 = one group per dimension
-        pretrain: Pretrain = "none"
+        pretrain: Pretrain = "ae"               # Li et al.'s recommended AE+FB; "none" is the from-scratch FB row
 
         def validate(self) -> None:
             require(self.target >= 0, f"fb.target={self.target!r} must be >= 0 nats (BN-VAE table: 4 or 5)")
