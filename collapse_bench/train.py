@@ -94,6 +94,8 @@ class Trainer:
             post = ev.encode(self.method, self.model, self.curve_split, self.cfg.eval.batch_size, self.device)
             stats = ev.latent_stats(post, self.cfg.eval.au_threshold)
             out.update(valid_mi=stats.mi, valid_au=stats.au)
+            if hasattr(post, "kl_per_dim"):   # which units die, and when (Gaussian families)
+                out["valid_kl_dims"] = [round(float(v), 5) for v in post.kl_per_dim().mean(0)]
         else:
             out.update(valid_mi=0.0, valid_au=0)
         self.model.train()

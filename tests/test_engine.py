@@ -169,3 +169,11 @@ def test_presets_carry_the_recipe_of_their_code_and_land_in_the_record(tmp_path)
         expand_presets(["bnvae-07"], ["synthetic"], ["smoke"], [0])
     with pytest.raises(ValueError, match="a preset fixes its method's params"):
         expand_presets(["vae"], ["synthetic"], ["smoke"], [0], {"bnvae": {"gamma": "0.5"}})
+
+
+def test_curves_record_the_kl_of_every_latent_dimension():
+    rec = run_cell(CellSpec("vanilla", "synthetic", "smoke", 0, overrides=ONE_EPOCH))
+    (point,) = rec["curves"]
+    assert len(point["valid_kl_dims"]) == rec["config"]["model"]["nz"]
+    assert sum(point["valid_kl_dims"]) == pytest.approx(point["valid_kl"], rel=0.05)   # valid_kl: all of valid
+    assert min(point["valid_kl_dims"]) >= 0
