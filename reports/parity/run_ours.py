@@ -8,6 +8,7 @@ The harness's own probe (standardised mu) is recorded too, as evidence for the s
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 
@@ -86,7 +87,8 @@ def main() -> None:
                           "probe_raw_mu": probe_raw_mu(feats, labels), "probe_standardised": probe_std},
               "timing": {"train_wall_seconds": train_wall, "epoch_seconds": np.diff([t0] + epoch_ends).tolist(),
                          "eval_seconds": time.perf_counter() - t1, "threads": a.threads, **timing},
-              "curves": trainer.curves, "provenance": provenance()}
+              "curves": trainer.curves, "provenance": provenance(),
+              "harness_commit": os.environ.get("PARITY_COMMIT")}
     if not a.quick:
         write_result(out, record)
     print(json.dumps(record["metrics"], indent=1))
