@@ -37,6 +37,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -225,6 +226,7 @@ def run_original(code: Path, name: str, corpus: dict, steps: int = STEPS) -> dic
                 raise RuntimeError(f"the original's epoch ended before {steps} steps")
     finally:
         os.chdir(cwd)
+        shutil.rmtree(tmp, ignore_errors=True)
     return {"method": spec["method"], "params": spec["params"], "original_flags": spec["flags"],
             "init": T.state_encode(out["init"]), "steps": out["steps"], "final": T.state_encode(out["final"])}
 
