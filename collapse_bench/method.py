@@ -133,10 +133,14 @@ class Method:
 
     # --- loss ----------------------------------------------------------------------------------
     def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
-        """Linear annealing kl_start -> 1 over warm_up epochs of N/batch iterations (He et al. 2019)."""
+        """Linear annealing kl_start -> 1 over warm_up epochs of N/batch iterations (He et al. 2019).
+
+        As in the reference loop (`kl_weight = min(1.0, kl_weight + anneal_rate)` before each update), the weight
+        is raised one increment before it is used: the update at Trainer.step = s (0 for the first) uses
+        kl_start + (s + 1) * (1 - kl_start) / (warm_up * steps_per_epoch), never kl_start itself."""
         if cfg.warm_up == 0:
             return cfg.kl_start
-        return min(1.0, cfg.kl_start + (1.0 - cfg.kl_start) * step / (cfg.warm_up * steps_per_epoch))
+        return min(1.0, cfg.kl_start + (1.0 - cfg.kl_start) * (step + 1) / (cfg.warm_up * steps_per_epoch))
 
     def kl_penalty(self, post: Posterior) -> torch.Tensor:
         """[B] KL term that enters the loss (free bits and friends change this)."""

@@ -364,6 +364,21 @@ def test_fb_per_dimension_penalty_meets_its_target(trained):
         assert bool((g[:, j] == 0).all()) == bool(low[j])
 
 
+def test_linear_annealing_raises_the_weight_before_each_update():
+    """He et al.'s loop (and BN-VAE's text_anneal_fb.py) does `kl_weight = min(1, kl_weight + rate)` before each
+    update, so the first update (Trainer.step 0) already uses kl_start + rate. Found by tests/test_step_parity.py."""
+    from collapse_bench.config import TrainConfig
+    cfg, spe = TrainConfig(kl_start=0.1, warm_up=2), 50.0
+    rate = (1.0 - cfg.kl_start) / (cfg.warm_up * spe)
+    for name in ("vanilla", "bnvae"):
+        m = registry.get(name)()
+        w = cfg.kl_start
+        for step in range(130):
+            w = min(1.0, w + rate)
+            assert m.kl_weight(step, spe, cfg) == pytest.approx(w, rel=1e-12), (name, step)
+    assert registry.get("vanilla")().kl_weight(0, spe, TrainConfig(kl_start=0.1, warm_up=0)) == 0.1
+
+
 def test_anneal_schedules_have_their_shape():
     from collapse_bench.config import size_config
     cfg = size_config("smoke", DATASET).train
