@@ -659,3 +659,21 @@ def test_vmf_active_units_are_counted_on_the_direction():
     assert bool(((var > 0.011) & (var * a ** 2 < 0.009)).all())
     assert ev.active_units(post)[0] == d
     assert ev.active_units(Gaussian(post.mean, torch.zeros_like(mu)))[0] == 0    # E_q[z] would count none
+
+
+def test_encoder_init_follows_the_bn_vae_code_unless_uniform_is_asked():
+    """The BN-VAE code's Gaussian encoder keeps PyTorch's defaults (embedding N(0, 1), LSTM/linear
+    U(+-1/sqrt(fan))); He et al.'s and Li et al.'s code use U(+-0.1) / U(+-0.01). The decoder is uniform in all."""
+    from collapse_bench.config import size_config
+    cfg = size_config("smoke", DATASET).model
+    for name in ("vanilla", "bnvae", "fb", "cyclic"):
+        torch.manual_seed(0)
+        model = registry.get(name)().build_model(cfg, 500)
+        assert 0.9 < float(model.encoder.embed.weight.std()) < 1.1
+        bound = 1 / math.sqrt(cfg.enc_hidden)
+        assert 0.9 * bound < float(model.head.linear.weight.abs().max()) <= bound
+        assert float(model.decoder.embed.weight.abs().max()) <= cfg.emb_init_range
+    uniform = dataclasses.replace(cfg, encoder_init="uniform")
+    model = registry.get("vanilla")().build_model(uniform, 500)
+    assert float(model.encoder.embed.weight.abs().max()) <= uniform.emb_init_range
+    assert float(model.encoder.lstm.weight_hh_l0.abs().max()) <= uniform.init_range
