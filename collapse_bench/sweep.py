@@ -17,6 +17,7 @@ from . import registry
 from .config import SizeConfig, size_config
 from .data import Corpus, DataLimits, load_corpus
 from .evaluate import score
+from .executor import accepts_on_step
 from .method import Method, convert_value
 from .store import ResultStore, SCHEMA, now, provenance, safe_name, short_hash
 from .train import Trainer
@@ -100,24 +101,37 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) 
 class SerialExecutor:
     """Runs cells one after another in this process."""
 
-    def map(self, fn: Callable[[CellSpec], dict], specs: list[CellSpec], on_result: Callable[[dict], None]) -> None:
+    def map(self, fn: Callable[[CellSpec], dict], specs: Iterable[CellSpec], on_result: Callable[[dict], None], *,
+            on_start: Callable[[CellSpec], None] | None = None,
+            on_step: Callable[[CellSpec, int, int], None] | None = None) -> None:
+        steps = on_step is not None and accepts_on_step(fn)
         for spec in specs:
-            on_result(fn(spec))
+            if on_start:
+                on_start(spec)
+            on_result(fn(spec, on_step=functools.partial(on_step, spec)) if steps else fn(spec))
+
+
+def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False) -> list[CellSpec]:
+    """The cells a sweep would run: all with `overwrite`, else those without an `ok` result file."""
+    store = ResultStore(out_dir)
+    return [s for s in specs if overwrite or not store.is_done(s.cell)]
 
 
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
-              fn: Callable[[CellSpec], dict] = run_cell, on_result: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every cell not already finished; the driver writes each record the moment it arrives."""
+              fn: Callable[[CellSpec], dict] = run_cell, on_result: Callable[[dict], None] | None = None,
+              **events: Callable) -> list[dict]:
+    """Run every cell not already finished; the driver writes each record the moment it arrives.
+    `events` (`on_start`, `on_step`) go to the executor's `map`."""
     store = ResultStore(out_dir)
     specs = list(specs)
-    pending = [s for s in specs if overwrite or not store.is_done(s.cell)]
+    todo = pending(specs, out_dir, overwrite)
 
     def done(record: dict) -> None:
         store.write(record)
         if on_result:
             on_result(record)
 
-    (executor or SerialExecutor()).map(fn, pending, done)
+    (executor or SerialExecutor()).map(fn, todo, done, **{k: v for k, v in events.items() if v is not None})
     return [r for r in (store.load(s.cell) for s in specs) if r is not None]
 
 
