@@ -2,6 +2,7 @@
 becomes one result file. Finished cells are skipped on rerun; a failing cell is recorded and the sweep goes on."""
 from __future__ import annotations
 
+import difflib
 import functools
 import resource
 import time
@@ -14,7 +15,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from . import registry
-from .config import SizeConfig, size_config
+from .config import ConfigError, SizeConfig, size_config
 from .data import Corpus, DataLimits, load_corpus
 from .evaluate import score
 from .executor import accepts_on_step
@@ -22,6 +23,7 @@ from .method import Method, convert_value
 from .store import ResultStore, SCHEMA, now, provenance, safe_name, short_hash
 from .train import Trainer
 
+SECTIONS = ("train", "model", "eval", "limits")   # --set SECTION.FIELD; any other prefix names a method
 DATA_SEED = 0   # every cell of a dataset sees the same subsample and splits, whatever the run seed
 
 
@@ -140,10 +142,10 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
     """Cells for every combination. `settings` maps a method name (or 'train'/'model'/'eval'/'limits')
     to string values from `--set`, converted to typed values and validated here, before anything runs."""
     settings = settings or {}
-    sections = {k: v for k, v in settings.items() if k in ("train", "model", "eval", "limits")}
+    sections = {k: v for k, v in settings.items() if k in SECTIONS}
     chosen = {registry.get(m).name for m in methods}
-    for name in set(settings) - set(sections):
-        if registry.get(name).name not in chosen:   # an unknown name raises with the list of known ones
+    for name in sorted(set(settings) - set(sections)):
+        if _setting_target(name, settings[name]).name not in chosen:
             raise ValueError(f"--set {name}.…: {name!r} is not among --methods {','.join(methods)}")
     overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in sections.items()}
     cells = []
@@ -159,6 +161,18 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
                     spec.size_config()  # validate overrides now
                     cells.append(spec)
     return cells
+
+
+def _setting_target(name: str, values: dict[str, str]) -> type[Method]:
+    """The method a `--set NAME.PARAM` names; a typo of a section is as likely as one of a method."""
+    try:
+        return registry.get(name)
+    except registry.UnknownMethodError:
+        close = difflib.get_close_matches(name, [*SECTIONS, *registry.names()], n=1)
+        hint = f" Did you mean {close[0]}.{next(iter(values), 'FIELD')}?" if close else ""
+        raise ConfigError(f"--set {name}.{next(iter(values), '…')}: {name!r} is neither a section "
+                          f"({', '.join(SECTIONS)}) nor a method.{hint} Methods: {', '.join(registry.names())} "
+                          f"(see `python -m collapse_bench list`).") from None
 
 
 def _typed_field(section: str, key: str, raw: str) -> Any:
