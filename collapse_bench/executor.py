@@ -373,6 +373,9 @@ def _worker(conn: Connection, steps: bool) -> None:
             task = conn.recv()
         except (EOFError, OSError):
             return
+        except Exception as e:  # noqa: BLE001 - e.g. the spec's class is not importable here: fail that cell only
+            conn.send(("raised", type(e).__name__, f"the worker could not load the cell: {e}", traceback.format_exc()))
+            continue
         if task is None:
             return
         fn, spec, module = task

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
+import types
 
 import pytest
 from proc_cells import Spec, die_once, kill_seed1, raise_seed0, sleepy, stepping, timed
@@ -54,6 +56,17 @@ def test_a_dead_worker_is_retried_and_a_raising_cell_is_recorded(tmp_path):
     by = {r["seed"]: r for r in got}
     assert by[0]["status"] == "failed" and by[0]["error"]["type"] == "ValueError"
     assert "bad cell on purpose" in by[0]["error"]["message"] and by[1]["status"] == by[2]["status"] == "ok"
+
+
+def test_a_cell_the_worker_cannot_load_fails_alone(monkeypatch):
+    ghost = types.ModuleType("cb_ghost_module")            # exists in the driver only, not on disk
+    ghost.Ghost = type("Ghost", (Spec,), {"__module__": "cb_ghost_module"})
+    monkeypatch.setitem(sys.modules, "cb_ghost_module", ghost)
+    got: list[dict] = []
+    ProcessExecutor(jobs=1).map(timed, [ghost.Ghost(0), Spec(1)], got.append)
+    by = {r["seed"]: r for r in got}
+    assert by[0]["status"] == "failed" and by[0]["error"]["type"] == "ModuleNotFoundError"
+    assert "could not load the cell" in by[0]["error"]["message"] and by[1]["status"] == "ok"
 
 
 def test_a_lazy_iterable_is_pulled_only_when_a_worker_is_free():
