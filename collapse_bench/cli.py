@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -19,9 +20,32 @@ def _csv(text: str) -> list[str]:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in _csv(text)]
+        seeds = [int(s) for s in _csv(text)]
     except ValueError:
+        seeds = []
+    if not seeds:
         raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers like 0,1,2, got {text!r}")
+    return seeds
+
+
+def _required(flag: str, text: str, example: str, more: str = "") -> list[str]:
+    items = _csv(text)
+    if not items:
+        raise ConfigError(f"{flag} {text!r} names nothing; give one or more, comma-separated, e.g. {flag} {example}{more}")
+    return items
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot hold results before anything runs (the nearest existing path decides)."""
+    for p in (out / "results", out, *out.parents):
+        if not p.exists():
+            continue
+        if not p.is_dir():
+            raise ConfigError(f"--out {out}: {p} is a file, not a folder; give a folder for the results "
+                              f"(OUT/results/*.json, OUT/leaderboard.html), e.g. --out runs/a")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: cannot write in {p}; give a folder you can write to")
+        return
 
 
 def _settings(items: list[str]) -> dict[str, dict[str, str]]:
@@ -69,63 +93,97 @@ def summary_table(records: list[dict]) -> str:
         rows.append((r["label"], r["dataset"], r["size"], str(r["seed"]), r["status"], _fmt(m.get("nll")),
                      _fmt(m.get("ppl")), _fmt(m.get("kl")), _fmt(m.get("mi")), _fmt(m.get("au"), "d"),
                      f"{probe[first]['mean']:.3f}@{first}" if first else "–", _fmt(t.get("train_seconds"), ".1f")))
+    return _columns(rows)
+
+
+def _columns(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def baseline_table(records: list[dict]) -> str:
+    """Each non-vanilla method's mean paired difference to vanilla (the report's pairing: same dataset, size with
+    its --set overrides, and seed) and its training-time ratio; '' when the records hold no such method."""
+    from .report.load import frame, probe_key
+    from .report.stats import VANILLA, add_time_ratio, add_vanilla_deltas
+    df = add_vanilla_deltas(add_time_ratio(frame(records)))
+    ok = df[(df["status"] == "ok") & (df["method"] != VANILLA)]
+    if ok.empty:
+        return ""
+    probes = sorted((c for c in df.columns if c.startswith("d_probe@")), key=lambda c: probe_key(c[8:]))
+
+    def d(g, col: str, spec: str = "+.2f") -> str:
+        v = g[col].mean() if col in g else float("nan")
+        return "–" if v != v else format(v, spec)
+
+    rows = [("method", "dataset", "size", "pairs", "ΔNLL", "ΔKL", "ΔMI", "ΔAU", "Δprobe", "time ×vanilla")]
+    for (dataset, size, label), g in ok.groupby(["dataset", "size", "label"], sort=True):
+        probe = next((c for c in probes if g[c].notna().any()), None)
+        rows.append((str(label), str(dataset), str(size), str(int(g["time_ratio"].notna().sum())), d(g, "d_nll"),
+                     d(g, "d_kl"), d(g, "d_mi"), d(g, "d_au", "+.1f"),
+                     f"{d(g, probe, '+.3f')}@{probe[8:]}" if probe else "–", d(g, "time_ratio", ".2f")))
+    return ("vs vanilla (mean over seeds of the paired difference: same dataset, size, --set overrides and seed):\n"
+            + _columns(rows))
 
 
 def cmd_run(args) -> int:
-    from .sweep import expand, run_cell, run_sweep
+    from .progress import SweepProgress
+    from .report.stats import VANILLA
+    from .sweep import expand, pending, run_sweep
+    methods = _required("--methods", args.methods, "bnvae,fb", " (all methods: python -m collapse_bench list)")
+    datasets = _required("--dataset", args.dataset, "synthetic")
+    sizes = _required("--size", args.size, "default")
+    _check_out(args.out)
     settings = _run_settings(args)
     if args.params_from is not None:
         from .tune import apply_best_params
-        settings = apply_best_params(settings, args.params_from, _csv(args.methods))
-    specs = expand(_csv(args.methods), _csv(args.dataset), _csv(args.size), args.seeds, settings,
-                   data_dir=args.data_dir, device=args.device)
-    executor = _executor(args)
-    progress = _progress() if args.executor == "serial" and sys.stderr.isatty() else None
-
-    def on_result(rec: dict) -> None:
-        err = f": {rec['error']['type']}: {rec['error']['message']}" if rec["status"] != "ok" else ""
-        print(f"[{rec['status']}] {rec['cell']}{err}", file=sys.stderr)
-
-    def cell(spec):
-        return run_cell(spec, on_step=progress(spec) if progress else None)
-
+        settings = apply_best_params(settings, args.params_from, methods)
+    if not args.no_baseline and VANILLA not in {registry.get(m).name for m in methods}:
+        methods = [VANILLA, *methods]       # its finished cells in OUT are reused, like any finished cell
+    specs = expand(methods, datasets, sizes, args.seeds, settings, data_dir=args.data_dir, device=args.device)
+    todo = pending(specs, args.out, args.overwrite)
+    threads = max(s.size_config().train.threads for s in specs)
+    executor, where = _executor(args, len(todo), threads, auto="process")
+    head = f"{len(specs)} cell{'s' * (len(specs) != 1)}: {len(specs) - len(todo)} already done in {args.out}, " \
+           f"{len(todo)} to run"
+    print(f"{head} {where}" if todo else head, file=sys.stderr)
     try:
-        records = run_sweep(specs, args.out, executor, overwrite=args.overwrite, fn=cell, on_result=on_result)
+        with SweepProgress(len(todo)) as progress:
+            records = run_sweep(specs, args.out, executor, overwrite=args.overwrite, on_result=progress.finish,
+                                on_start=progress.start, on_step=progress.step)
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; rerun the same command to run what is missing", file=sys.stderr)
         return 130
     print(summary_table(records))
+    if vs := baseline_table(records):
+        print("\n" + vs)
     if not args.no_report:
-        try:
-            from .report import build_report
-            print(f"leaderboard: {build_report(args.out)}")
-        except ImportError as e:
-            print(f"(no leaderboard: {e})", file=sys.stderr)
+        from .report import build_report
+        print(f"leaderboard: {build_report(args.out, warn=_warn)}")
     return 0 if all(r["status"] == "ok" for r in records) else 1
 
 
-def _progress():
-    from tqdm import tqdm
-
-    def for_cell(spec):
-        bar = tqdm(desc=spec.cell[:60], unit="step", leave=False)
-
-        def update(step: int, total: int) -> None:
-            bar.total = total
-            bar.n = step
-            bar.refresh() if step % 20 == 0 else None
-        return update
-    return for_cell
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
-def _executor(args):
-    if args.executor == "serial":
-        from .sweep import SerialExecutor
-        return SerialExecutor()
-    from .executor import make_executor
-    return make_executor(args.executor, address=args.ray_address, num_cpus=args.num_cpus, retries=args.retries)
+def _executor(args, cells: int, threads: int = 1, auto: str = "serial") -> tuple[object, str]:
+    """The executor and where it runs the cells. `--executor auto` becomes `auto` (`process` for run: cores /
+    train.threads workers; `serial` for tune: --jobs or 1) capped at the number of cells, and `serial` (in this
+    process) when that leaves one worker."""
+    from .executor import ExecutorError, default_jobs, make_executor
+    kind, jobs = args.executor, args.jobs
+    if jobs is not None and jobs < 1:
+        raise ExecutorError(f"--jobs must be >= 1, got {jobs}")
+    if kind in ("auto", "process"):
+        one_by_default = kind == "auto" and auto == "serial"
+        jobs = min(jobs or (1 if one_by_default else default_jobs(threads)), max(cells, 1))
+        kind = "process" if kind == "process" or jobs > 1 else "serial"
+    ex = make_executor(kind, address=args.ray_address, num_cpus=args.num_cpus, retries=args.retries, jobs=jobs,
+                       threads=threads)
+    if kind == "process":
+        return ex, f"on {jobs} worker process{'es' * (jobs > 1)}, {threads} torch thread{'s' * (threads > 1)} each"
+    return ex, "on Ray" if kind == "ray" else "in this process"
 
 
 def cmd_tune(args) -> int:
@@ -136,7 +194,7 @@ def cmd_tune(args) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # the driver prints one line per trial itself
     try:
         res = tune(args.method, args.dataset, args.size, out=args.out, trials=args.trials, objective=args.objective,
-                   storage=args.storage, study_name=args.study, executor=_executor(args), seed=args.seed,
+                   storage=args.storage, study_name=args.study, executor=_executor(args, args.trials)[0], seed=args.seed,
                    data_dir=args.data_dir, settings=settings, device=args.device, pruner=args.pruner)
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept in the study; rerun the same command to resume",
@@ -152,8 +210,15 @@ def cmd_tune(args) -> int:
 
 
 def cmd_report(args) -> int:
+    d: Path = args.dir
+    if not d.is_dir():
+        raise ConfigError(f"report {d}: {'not a folder' if d.exists() else 'no such folder'}; give the --out folder "
+                          f"of a run (it holds results/), e.g. python -m collapse_bench report runs/latest")
+    if not any((d / "results").glob("*.json")) and not (d / "results.jsonl").is_file():
+        raise ConfigError(f"report {d}: no result files in {d / 'results'} (nor {d / 'results.jsonl'}); give the "
+                          f"--out folder of a run, or run one first: python -m collapse_bench run --out {d}")
     from .report import build_report
-    print(build_report(args.dir, args.output))
+    print(build_report(d, args.output, warn=_warn))
     return 0
 
 
@@ -164,8 +229,12 @@ def _execution_args(p: argparse.ArgumentParser) -> None:
                    help="set a method hyperparameter or a size field (train.epochs=3); repeatable")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the size's, 1)")
-    p.add_argument("--executor", choices=("serial", "ray"), default="serial",
-                   help="ray runs as many cells at once as there are CPUs")
+    p.add_argument("--executor", choices=("auto", "serial", "process", "ray"), default="auto",
+                   help="auto (default): `run` puts several cells on worker processes, one per core, and a single "
+                        "cell in this process; `tune` runs trials here unless --jobs > 1. serial: one after another "
+                        "here; process: worker processes; ray: Ray tasks (embedded, or --ray-address)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="cells at once (default: cores / train.threads for run, 1 for tune)")
     p.add_argument("--ray-address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray (default: all)")
     p.add_argument("--retries", type=int, default=0, help="retries of a cell whose worker died")
@@ -186,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_args(r)
     r.add_argument("--overwrite", action="store_true", help="rerun cells that already have a result")
     r.add_argument("--no-report", action="store_true", help="do not build the leaderboard at the end")
+    r.add_argument("--no-baseline", action="store_true",
+                   help="do not add vanilla (by default every dataset/size/seed/--set also runs vanilla, or reuses its "
+                        "finished cell in OUT, and the summary shows each method's difference to it)")
     r.add_argument("--params-from", default=None, type=Path, metavar="DIR",
                    help="use the best tuned params of each method from DIR/tune/*.best.json (or one such file); "
                         "--set still overrides them")

@@ -1,11 +1,30 @@
 """Executors run cells and hand each record to the driver's `on_result` the moment it finishes.
 
-Two backends share one contract, `executor.map(fn, specs, on_result)`:
+Three backends share one contract, `executor.map(fn, specs, on_result, *, on_start=None, on_step=None)`
+(`on_start(spec)` when a cell starts running, `on_step(spec, step, total)` as it trains, where available):
 
-* `serial` (`collapse_bench.sweep.SerialExecutor`): in this process, one cell after another; for debugging
-  and most tests.
+* `serial` (`collapse_bench.sweep.SerialExecutor`): in this process, one cell after another; for one cell,
+  debugging and most tests.
+* `process` (`ProcessExecutor`): `jobs` spawned worker processes on this machine, one cell each at a time;
+  the default of `run` for more than one cell (ARCHITECTURE.md says why).
 * `ray` (`RayExecutor`): Ray Core tasks with an explicit CPU request per run (`num_cpus=1` by default; the
   run's torch threads come from its config, `train.threads`, which `run_cell` applies).
+
+`ProcessExecutor` details:
+
+* Workers are started with the `spawn` method (a fresh interpreter: forking a driver that has torch's
+  thread pools up can deadlock) with OMP/MKL/OpenBLAS threads set to `threads`, so that BLAS calls outside
+  torch (the probe's scikit-learn fits) do not oversubscribe the cores either. They ignore SIGINT: the driver
+  owns Ctrl-C and stops them.
+* Each worker runs one cell at a time and reports `start`, throttled `step`s and the record over its pipe;
+  lists and lazy iterables alike are pulled only when a worker is free.
+* A worker that dies (killed, out of memory, segfault) is noticed by its process sentinel: its cell is
+  retried up to `retries` times, then becomes a `failed` record naming the exit signal; a fresh worker
+  takes its place and the sweep goes on. A cell function that raises becomes a `failed` record too.
+* Ctrl-C (or `on_result` raising) terminates every worker and re-raises, after every finished record has
+  been handed to `on_result`.
+* The worker imports the module that registered each cell's method first, so methods registered outside
+  `collapse_bench` (a test module, a plug-in imported by hand) resolve in the worker as in the driver.
 
 `RayExecutor` details:
 
@@ -31,16 +50,29 @@ Two backends share one contract, `executor.map(fn, specs, on_result)`:
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
+import inspect
+import multiprocessing as mp
 import os
+import pickle
+import signal
 import socket
 import sys
+import threading
 import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .store import SCHEMA, now, provenance
 
-KINDS = ("serial", "ray")
+KINDS = ("serial", "process", "ray")
+STEP_EVERY = 0.25                  # seconds between step messages of a process worker
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DEFAULT_OBJECT_STORE_MB = 128      # we only pass small specs and records around
 WAIT_SECONDS = 0.5                 # ray.wait poll; keeps Ctrl-C responsive
 
@@ -50,19 +82,27 @@ class ExecutorError(ValueError):
 
 
 def make_executor(kind: str = "serial", address: str | None = None, num_cpus: int | None = None,
-                  retries: int = 0, **options):
-    """`serial` or `ray`. For `ray`, `address` joins a cluster; `num_cpus` sizes the embedded Ray (or caps
-    the runs in flight on a joined cluster); `retries` resubmits a cell whose worker died."""
+                  retries: int = 0, jobs: int | None = None, threads: int = 1, **options):
+    """`serial`, `process` or `ray`. `jobs` is how many cells run at once (`process`: worker processes,
+    default all cores / `threads`; `ray`: a cap on runs in flight). For `ray`, `address` joins a cluster;
+    `num_cpus` sizes the embedded Ray (or caps the runs in flight on a joined cluster); `retries` resubmits a
+    cell whose worker died (`process` and `ray`)."""
     if retries < 0:
         raise ExecutorError(f"--retries must be >= 0, got {retries}")
     if num_cpus is not None and num_cpus < 1:
         raise ExecutorError(f"--num-cpus must be >= 1, got {num_cpus}")
+    if jobs is not None and jobs < 1:
+        raise ExecutorError(f"--jobs must be >= 1, got {jobs}")
+    if address and kind != "ray":
+        raise ExecutorError("--ray-address needs --executor ray")
     if kind == "serial":
-        if address:
-            raise ExecutorError("--ray-address needs --executor ray")
         from .sweep import SerialExecutor
         return SerialExecutor()
+    if kind == "process":
+        return ProcessExecutor(jobs or default_jobs(threads), retries=retries, threads=threads)
     if kind == "ray":
+        if jobs is not None:
+            options.setdefault("max_in_flight", jobs)
         import importlib.util
         if importlib.util.find_spec("ray") is None:
             raise ExecutorError("--executor ray needs Ray: pip install 'collapse-bench[ray]' (ray==2.60.0)")
@@ -210,7 +250,9 @@ class RayExecutor:
         return bool((self.address and self.num_cpus) or self.max_in_flight)
 
     # --- the contract ----------------------------------------------------------------------------
-    def map(self, fn: Callable[[Any], dict], specs: Iterable, on_result: Callable[[dict], None]) -> None:
+    def map(self, fn: Callable[[Any], dict], specs: Iterable, on_result: Callable[[dict], None], *,
+            on_start: Callable[[Any], None] | None = None, on_step: Callable[[Any, int, int], None] | None = None) -> None:
+        """`on_start` fires when a task is submitted (Ray does not say when it starts); no step progress."""
         eager = isinstance(specs, (list, tuple))
         if eager and not specs:
             return                                  # nothing to run: do not start Ray at all
@@ -230,6 +272,8 @@ class RayExecutor:
         def submit(spec, attempt: int, started: str | None = None) -> None:
             ref = remote.options(**options, name=_task_name(spec)).remote(fn_ref, spec)
             pending[ref] = (spec, attempt, started or now())
+            if on_start and attempt == 1:
+                on_start(spec)
 
         try:
             while True:
@@ -297,3 +341,217 @@ def _local_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def default_jobs(threads: int = 1) -> int:
+    """Cells at once on this machine: one per `threads` cores."""
+    return max(1, _local_cpus() // max(1, threads))
+
+
+def accepts_on_step(fn: Callable) -> bool:
+    """Whether `fn(spec, on_step=...)` is allowed (run_cell is; a tuning or test function may not be)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "on_step" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _method_module(spec) -> str | None:
+    try:
+        from . import registry
+        module = registry.get(spec.method).__module__
+    except Exception:  # noqa: BLE001 - the worker's own run reports an unknown method
+        return None
+    return None if module in ("__main__", "__mp_main__") or module.startswith("collapse_bench.") else module
+
+
+def _worker(conn: Connection, steps: bool) -> None:
+    """A process worker: run the cells sent to it, one at a time, until told to stop (None) or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        except Exception as e:  # noqa: BLE001 - e.g. the spec's class is not importable here: fail that cell only
+            conn.send(("raised", type(e).__name__, f"the worker could not load the cell: {e}", traceback.format_exc()))
+            continue
+        if task is None:
+            return
+        fn, spec, module = task
+        conn.send(("start", os.getpid()))
+        last = [0.0]
+
+        def on_step(step: int, total: int) -> None:
+            t = time.monotonic()
+            if t - last[0] >= STEP_EVERY or step >= total:
+                last[0] = t
+                conn.send(("step", step, total))
+        try:
+            if module:
+                importlib.import_module(module)
+            record = fn(spec, on_step=on_step) if steps and accepts_on_step(fn) else fn(spec)
+            conn.send(("done", record))
+        except (BrokenPipeError, EOFError):
+            return
+        except BaseException as e:  # noqa: BLE001 - the driver turns it into a failed record
+            conn.send(("raised", type(e).__name__, str(e), traceback.format_exc()))
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]):
+    """Set environment variables for the processes started inside (spawn copies the environment at start)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+
+
+@dataclass
+class _Slot:
+    proc: Any
+    conn: Connection
+    task: tuple[Any, int, str] | None = None     # (spec, attempt, started)
+
+
+class ProcessExecutor:
+    """Cells in `jobs` spawned worker processes on this machine; see the module docstring."""
+
+    def __init__(self, jobs: int | None = None, retries: int = 0, threads: int = 1):
+        self.jobs = jobs or default_jobs(threads)
+        self.retries = retries
+        self.threads = threads
+
+    def _spawn(self, ctx, steps: bool) -> _Slot:
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker, args=(child, steps), daemon=True, name="collapse-bench-worker")
+        with _env({k: str(self.threads) for k in BLAS_THREAD_VARS}), _sigint_ignored():
+            proc.start()       # an ignored SIGINT is inherited: Ctrl-C in a terminal reaches only the driver
+        child.close()       # so that the parent's end sees EOF when the worker dies
+        return _Slot(proc, parent)
+
+    def map(self, fn: Callable[[Any], dict], specs: Iterable, on_result: Callable[[dict], None], *,
+            on_start: Callable[[Any], None] | None = None, on_step: Callable[[Any, int, int], None] | None = None) -> None:
+        eager = isinstance(specs, (list, tuple))
+        if eager and not specs:
+            return
+        ctx = mp.get_context("spawn")
+        source: Iterator = iter(specs)
+        retry: deque[tuple[Any, int, str]] = deque()
+        exhausted = False
+        slots: list[_Slot] = []
+
+        def next_task() -> tuple[Any, int, str] | None:
+            nonlocal exhausted
+            if retry:
+                return retry.popleft()
+            if exhausted:
+                return None
+            try:
+                return next(source), 1, now()
+            except StopIteration:
+                exhausted = True
+                return None
+
+        def start(task: tuple[Any, int, str], slot: _Slot | None = None) -> None:
+            if slot is None:
+                slot = self._spawn(ctx, on_step is not None)
+                slots.append(slot)
+            slot.task = task
+            try:
+                slot.conn.send((fn, task[0], _method_module(task[0])))
+            except (pickle.PicklingError, AttributeError, TypeError) as e:
+                raise ExecutorError(f"the process executor sends the cell function to its workers by reference; "
+                                    f"{fn!r} cannot be (define it at module level): {e}") from e
+
+        def lost(slot: _Slot, error: tuple[str, str, str]) -> None:
+            spec, attempt, started = slot.task
+            slot.task = None
+            if error[0] == "WorkerDied" and attempt <= self.retries:
+                retry.append((spec, attempt + 1, started))
+            else:
+                on_result(failed_record(spec, *error, started=started,
+                                        attempts=attempt if error[0] == "WorkerDied" else None))
+
+        try:
+            while len(slots) < self.jobs and (task := next_task()) is not None:
+                start(task)
+            while busy := [s for s in slots if s.task is not None]:
+                ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy]))
+                for slot in busy:
+                    if slot.conn not in ready and slot.proc.sentinel not in ready:
+                        continue
+                    while slot.task is not None and slot.conn.poll():
+                        try:
+                            msg = slot.conn.recv()
+                        except (EOFError, OSError):
+                            break
+                        if msg[0] == "start":
+                            if on_start:
+                                on_start(slot.task[0])
+                        elif msg[0] == "step":
+                            if on_step:
+                                on_step(slot.task[0], msg[1], msg[2])
+                        elif msg[0] == "done":
+                            slot.task = None
+                            on_result(msg[1])
+                        else:
+                            lost(slot, msg[1:])
+                    alive = slot.proc.is_alive()
+                    if slot.task is not None and not alive:
+                        slot.proc.join()
+                        lost(slot, ("WorkerDied", f"the worker running this cell died "
+                                                  f"({exit_text(slot.proc.exitcode)}: out of memory, killed or crashed)", ""))
+                    if slot.task is None and (task := next_task()) is not None:
+                        if not alive:                   # a fresh worker takes a dead one's place
+                            slots.remove(slot)
+                            slot.conn.close()
+                        start(task, slot if alive else None)
+        except BaseException:
+            self._stop(slots, force=True)
+            raise
+        self._stop(slots)
+
+    @staticmethod
+    def _stop(slots: list[_Slot], force: bool = False) -> None:
+        for s in slots:
+            if force:
+                s.proc.terminate()
+            else:
+                with contextlib.suppress(OSError):
+                    s.conn.send(None)
+        for s in slots:
+            s.proc.join(timeout=5)
+            if s.proc.is_alive():
+                s.proc.kill()
+                s.proc.join()
+            s.conn.close()

@@ -2,6 +2,7 @@
 becomes one result file. Finished cells are skipped on rerun; a failing cell is recorded and the sweep goes on."""
 from __future__ import annotations
 
+import difflib
 import functools
 import resource
 import time
@@ -14,13 +15,15 @@ from typing import Any, Callable, Iterable
 import torch
 
 from . import presets, registry
-from .config import SizeConfig, size_config
+from .config import ConfigError, SizeConfig, size_config
 from .data import Corpus, DataLimits, load_corpus
 from .evaluate import score
+from .executor import accepts_on_step
 from .method import Method, convert_value
 from .store import ResultStore, SCHEMA, now, provenance, safe_name, short_hash
 from .train import Trainer
 
+SECTIONS = ("train", "model", "eval", "limits")   # --set SECTION.FIELD; any other prefix names a method
 DATA_SEED = 0   # every cell of a dataset sees the same subsample and splits, whatever the run seed
 
 
@@ -104,24 +107,37 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) 
 class SerialExecutor:
     """Runs cells one after another in this process."""
 
-    def map(self, fn: Callable[[CellSpec], dict], specs: list[CellSpec], on_result: Callable[[dict], None]) -> None:
+    def map(self, fn: Callable[[CellSpec], dict], specs: Iterable[CellSpec], on_result: Callable[[dict], None], *,
+            on_start: Callable[[CellSpec], None] | None = None,
+            on_step: Callable[[CellSpec, int, int], None] | None = None) -> None:
+        steps = on_step is not None and accepts_on_step(fn)
         for spec in specs:
-            on_result(fn(spec))
+            if on_start:
+                on_start(spec)
+            on_result(fn(spec, on_step=functools.partial(on_step, spec)) if steps else fn(spec))
+
+
+def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False) -> list[CellSpec]:
+    """The cells a sweep would run: all with `overwrite`, else those without an `ok` result file."""
+    store = ResultStore(out_dir)
+    return [s for s in specs if overwrite or not store.is_done(s.cell)]
 
 
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
-              fn: Callable[[CellSpec], dict] = run_cell, on_result: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every cell not already finished; the driver writes each record the moment it arrives."""
+              fn: Callable[[CellSpec], dict] = run_cell, on_result: Callable[[dict], None] | None = None,
+              **events: Callable) -> list[dict]:
+    """Run every cell not already finished; the driver writes each record the moment it arrives.
+    `events` (`on_start`, `on_step`) go to the executor's `map`."""
     store = ResultStore(out_dir)
     specs = list(specs)
-    pending = [s for s in specs if overwrite or not store.is_done(s.cell)]
+    todo = pending(specs, out_dir, overwrite)
 
     def done(record: dict) -> None:
         store.write(record)
         if on_result:
             on_result(record)
 
-    (executor or SerialExecutor()).map(fn, pending, done)
+    (executor or SerialExecutor()).map(fn, todo, done, **{k: v for k, v in events.items() if v is not None})
     return [r for r in (store.load(s.cell) for s in specs) if r is not None]
 
 
@@ -130,10 +146,10 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
     """Cells for every combination. `settings` maps a method name (or 'train'/'model'/'eval'/'limits')
     to string values from `--set`, converted to typed values and validated here, before anything runs."""
     settings = settings or {}
-    sections = {k: v for k, v in settings.items() if k in ("train", "model", "eval", "limits")}
+    sections = {k: v for k, v in settings.items() if k in SECTIONS}
     chosen = {registry.get(m).name for m in methods}
-    for name in set(settings) - set(sections):
-        if registry.get(name).name not in chosen:   # an unknown name raises with the list of known ones
+    for name in sorted(set(settings) - set(sections)):
+        if _setting_target(name, settings[name]).name not in chosen:
             raise ValueError(f"--set {name}.…: {name!r} is not among --methods {','.join(methods)}")
     overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in sections.items()}
     cells = []
@@ -171,6 +187,18 @@ def expand_presets(names: list[str], datasets: list[str], sizes: list[str], seed
                     spec.make_method().check_config(spec.size_config())
                     cells.append(spec)
     return cells
+
+
+def _setting_target(name: str, values: dict[str, str]) -> type[Method]:
+    """The method a `--set NAME.PARAM` names; a typo of a section is as likely as one of a method."""
+    try:
+        return registry.get(name)
+    except registry.UnknownMethodError:
+        close = difflib.get_close_matches(name, [*SECTIONS, *registry.names()], n=1)
+        hint = f" Did you mean {close[0]}.{next(iter(values), 'FIELD')}?" if close else ""
+        raise ConfigError(f"--set {name}.{next(iter(values), '…')}: {name!r} is neither a section "
+                          f"({', '.join(SECTIONS)}) nor a method.{hint} Methods: {', '.join(registry.names())} "
+                          f"(see `python -m collapse_bench list`).") from None
 
 
 def _typed_field(section: str, key: str, raw: str) -> Any:

@@ -70,7 +70,7 @@ def test_make_executor_kinds_and_errors():
     assert isinstance(make_executor("serial"), SerialExecutor)
     ex = make_executor("ray", num_cpus=2, retries=3)
     assert isinstance(ex, RayExecutor) and ex.retries == 3 and ex.num_cpus == 2
-    with pytest.raises(ExecutorError, match="serial, ray"):
+    with pytest.raises(ExecutorError, match="serial, process, ray"):
         make_executor("dask")
     with pytest.raises(ExecutorError, match="retries"):
         make_executor("ray", retries=-1)

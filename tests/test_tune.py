@@ -185,13 +185,13 @@ def test_cli_tune_then_run_params_from(tmp_path, capsys):
     assert "best: trial" in printed and ".journal" in printed
     best = json.loads(next((out / "tune").glob("*.best.json")).read_text())
     # A sweep in the same folder with the tuned params finds the best trial's cell already done.
-    assert main(["run", "--methods", NAME, "--size", "smoke", "--seeds", "3", *sets,
+    assert main(["run", "--methods", NAME, "--size", "smoke", "--seeds", "3", *sets, "--no-baseline",
                  "--params-from", str(out), "--out", str(out), "--no-report"]) == 0
     err = capsys.readouterr().err
     assert f"params-from: {NAME} beta={best['params']['beta']}" in err and "[ok]" not in err
     # Elsewhere it runs, with those params.
     other = tmp_path / "other"
-    assert main(["run", "--methods", NAME, "--size", "smoke", "--seeds", "3", *sets,
+    assert main(["run", "--methods", NAME, "--size", "smoke", "--seeds", "3", *sets, "--no-baseline",
                  "--params-from", str(out), "--out", str(other), "--no-report"]) == 0
     (rec,) = ResultStore(other).records()
     assert rec["params"] == best["params"] and rec["cell"] == best["cell"]

@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 import pandas as pd
@@ -16,7 +16,7 @@ from markupsafe import Markup
 from . import published
 from .load import Loaded, curves_frame, frame, read_records, seed_key
 from .plots import board_plots, palette
-from .stats import add_time_ratio
+from .stats import add_time_ratio, add_vanilla_deltas
 from .table import Board, aggregate_frame, build_boards
 
 CSV_NAME, JSONL_NAME = "results.csv", "results.jsonl"
@@ -88,16 +88,21 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
-def build_report(run_dir: str | Path, out_file: str | Path | None = None) -> Path:
+def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
+                 warn: Callable[[str], None] | None = None) -> Path:
     """Build the leaderboard from ``run_dir/results/*.json`` (or ``run_dir/results.jsonl``); return its path.
 
-    Writes ``results.csv`` (aggregated) and ``results.jsonl`` (raw records) beside the HTML.
+    Writes ``results.csv`` (aggregated) and ``results.jsonl`` (raw records) beside the HTML. Unreadable result
+    files are left out with a warning on the page, and passed to ``warn`` (e.g. to print them) as well.
     """
     run_dir = Path(run_dir)
     out = Path(out_file) if out_file is not None else run_dir / "leaderboard.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     loaded = read_records(run_dir)
-    df = add_time_ratio(frame(loaded.records))
+    if warn is not None:
+        for name, why in loaded.unreadable:
+            warn(f"unreadable result file left out of the leaderboard: {name}: {why}")
+    df = add_vanilla_deltas(add_time_ratio(frame(loaded.records)))
     boards = build_boards(df)
     curves = curves_frame(loaded.records)
     pal = palette(sorted(df["label"].unique()) if not df.empty else [])

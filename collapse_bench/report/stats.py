@@ -59,23 +59,46 @@ def mark_best(summaries: dict[str, Summary | None], better: str | None) -> tuple
     return best, {k for k, s in present.items() if k not in best and tied(ref, s)}
 
 
+PAIR_KEYS = ["dataset", "size", "seed"]   # size carries the --set overrides (load.size_of): like pairs with like
+DELTA_METRICS = ("nll", "kl", "mi", "au")   # and every probe@N: the differences to vanilla shown beside the values
+
+
+def _vanilla(df: pd.DataFrame, col: str, valid: pd.Series) -> pd.Series:
+    """For every row, ``col`` of the vanilla cell with the same dataset, size and seed (NaN where none).
+
+    The reference is an ok vanilla cell where ``valid``; when a sweep holds several vanilla labels, the one
+    without parameters."""
+    van = df[(df["status"] == "ok") & (df["method"] == VANILLA) & valid]
+    van = van.assign(_pref=van["params"] != "{}").sort_values(["_pref", "label"]).drop_duplicates(PAIR_KEYS)
+    ref = van[[*PAIR_KEYS, col]].rename(columns={col: "_ref"})
+    return df[PAIR_KEYS].reset_index().merge(ref, on=PAIR_KEYS, how="left").set_index("index")["_ref"]
+
+
 def add_time_ratio(df: pd.DataFrame) -> pd.DataFrame:
     """Column ``time_ratio`` = train_seconds / train_seconds of vanilla with the same dataset, size and seed.
 
     Paired per seed, then averaged over seeds (not a ratio of means). When a sweep holds several vanilla
     labels, the one without parameters is the reference.
     """
-    keys = ["dataset", "size", "seed"]
     out = df.copy()
     out["time_ratio"] = math.nan
     if out.empty:
         return out
-    ok = out["status"] == "ok"
-    van = out[ok & (out["method"] == VANILLA) & (out["train_seconds"] > 0)]
-    van = van.assign(_pref=van["params"] != "{}").sort_values(["_pref", "label"]).drop_duplicates(keys)
-    ref = van[[*keys, "train_seconds"]].rename(columns={"train_seconds": "_ref"})
-    merged = out[keys].reset_index().merge(ref, on=keys, how="left").set_index("index")["_ref"]
-    out["time_ratio"] = (out["train_seconds"] / merged).where(ok)
+    ref = _vanilla(out, "train_seconds", out["train_seconds"] > 0)
+    out["time_ratio"] = (out["train_seconds"] / ref).where(out["status"] == "ok")
+    return out
+
+
+def delta_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in (*DELTA_METRICS, *(c for c in df.columns if c.startswith("probe@"))) if c in df.columns]
+
+
+def add_vanilla_deltas(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``d_<metric>`` = metric − vanilla's for the same dataset, size and seed (paired like the time
+    ratio; averaged over seeds later), for NLL, KL, MI, AU and every probe@N. NaN without a vanilla pair."""
+    out = df.copy()
+    for c in delta_columns(out):
+        out[f"d_{c}"] = math.nan if out.empty else (out[c] - _vanilla(out, c, out[c].notna())).where(out["status"] == "ok")
     return out
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import published
 from .load import probe_key
-from .stats import Summary, mark_best, ranks, summarize
+from .stats import VANILLA, Summary, mark_best, ranks, summarize
 
 ARROWS = {"lower": "↓", "higher": "↑", None: ""}
 
@@ -41,6 +41,7 @@ class Cell:
     best: bool = False
     tied: bool = False
     paper: str | None = None
+    delta: Summary | None = None    # paired difference to vanilla (same dataset, size, seed), over seeds
 
     def _f(self, x: float) -> str:
         return f"{x * self.metric.scale:.{self.metric.digits}f}"
@@ -61,6 +62,11 @@ class Cell:
     @property
     def text(self) -> str:
         return f"{self.main} {self.n}".strip()
+
+    @property
+    def delta_text(self) -> str:
+        d = self.delta
+        return "" if d is None else f"Δ {d.mean * self.metric.scale:+.{self.metric.digits}f} vs vanilla"
 
     @property
     def ci(self) -> str:
@@ -147,7 +153,8 @@ def _row(label: str, cells: pd.DataFrame, metrics: list[Metric], tables: list[pu
     paper = published.paper_values(tables, preset)
     for m in metrics:
         values = ok[m.key].tolist() if m.key in ok else []
-        row.cells[m.key] = Cell(summarize(values), m, paper=paper.get(m.key))
+        delta = summarize(ok[f"d_{m.key}"].tolist()) if f"d_{m.key}" in ok and first["method"] != VANILLA else None
+        row.cells[m.key] = Cell(summarize(values), m, paper=paper.get(m.key), delta=delta)
     return row
 
 
@@ -208,6 +215,8 @@ def aggregate_frame(boards: list[Board]) -> pd.DataFrame:
                          f"{m.key}_n": s.n if s else 0, f"{m.key}_ci95_low": s.lo if s else None,
                          f"{m.key}_ci95_high": s.hi if s else None, f"{m.key}_best": c.best,
                          f"{m.key}_tied": c.tied}
+                if f"d_{m.key}" in b.runs:
+                    line[f"{m.key}_vs_vanilla"] = c.delta.mean if c.delta else None
             line["mean_rank"] = r.mean_rank
             lines.append(line)
     return pd.DataFrame(lines)

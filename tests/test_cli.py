@@ -1,0 +1,238 @@
+"""The command line around a sweep: vanilla baseline by default, all cores by default (process executor),
+progress, and bad input refused with the fix before anything is created."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from proc_cells import Spec
+
+from collapse_bench import executor as ex
+from collapse_bench.cli import _executor, baseline_table, build_parser, main
+from collapse_bench.executor import ProcessExecutor
+from collapse_bench.progress import SweepProgress, cell_line
+from collapse_bench.report import build_report
+from collapse_bench.store import ResultStore
+from collapse_bench.sweep import SerialExecutor
+
+FAST = ["--size", "smoke", "--set", "train.epochs=1", "--set", "eval.probe_repeats=1"]
+
+
+def rec(method: str, seed: int, nll: float, secs: float, *, overrides: dict | None = None, probe: float = 0.5,
+        status: str = "ok") -> dict:
+    return {"cell": f"{method}__synthetic__smoke__seed{seed}" + ("__cfg" if overrides else ""), "method": method,
+            "label": method, "params": {}, "dataset": "synthetic", "size": "smoke", "seed": seed,
+            "overrides": overrides or {}, "status": status, "error": None if status == "ok" else {"type": "E", "message": "x"},
+            "metrics": {"nll": nll, "kl": nll / 10, "mi": 1.0, "au": 2, "probe": {"100": {"mean": probe},
+                                                                              "500": {"mean": probe + 0.1}}}
+            if status == "ok" else {},
+            "timing": {"train_seconds": secs}}
+
+
+# --- baseline ----------------------------------------------------------------------------------------------
+def test_run_adds_vanilla_reuses_it_and_no_baseline_opts_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ex, "_local_cpus", lambda: 2)      # two cores even on a one-core CI box
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "fb", *FAST, "--out", str(out), "--no-report"]) == 0
+    cap = capsys.readouterr()
+    recs = {r["method"]: r for r in ResultStore(out).records()}
+    assert set(recs) == {"vanilla", "fb"} and all(r["status"] == "ok" for r in recs.values())
+    assert "2 cells: 0 already done" in cap.err and "on 2 worker processes, 1 torch thread each" in cap.err
+    # not a terminal: one plain line per finished cell with its key metrics and seconds
+    lines = [line for line in cap.err.splitlines() if line.startswith("[ok] ")]
+    assert len(lines) == 2 and all("NLL " in line and "probe@100" in line and line.endswith(" s") for line in lines)
+    assert f"NLL {recs['fb']['metrics']['nll']:.2f}" in next(line for line in lines if line.startswith("[ok] fb"))
+    vs = cap.out.split("vs vanilla", 1)[1]
+    fb_line = next(line for line in vs.splitlines() if line.startswith("fb("))
+    d_nll = recs["fb"]["metrics"]["nll"] - recs["vanilla"]["metrics"]["nll"]
+    ratio = recs["fb"]["timing"]["train_seconds"] / recs["vanilla"]["timing"]["train_seconds"]
+    assert f"{d_nll:+.2f}" in fb_line and f"{ratio:.2f}" in fb_line and "@100" in fb_line
+    assert "vanilla" not in vs.split("\n", 2)[2]                         # no row comparing vanilla with itself
+
+    van = ResultStore(out).path(recs["vanilla"]["cell"])
+    before = van.stat().st_mtime_ns
+    assert main(["run", "--methods", "fb", *FAST, "--out", str(out), "--no-report", "--no-baseline"]) == 0
+    assert "1 cell: 1 already done" in capsys.readouterr().err       # --no-baseline: fb alone
+    assert main(["run", "--methods", "vae,fb", *FAST, "--out", str(out), "--no-report"]) == 0   # alias of vanilla
+    assert "2 cells: 2 already done" in capsys.readouterr().err and van.stat().st_mtime_ns == before
+
+
+def test_baseline_table_pairs_like_the_report():
+    records = [rec("vanilla", 0, 100.0, 10.0), rec("vanilla", 1, 102.0, 20.0), rec("m", 0, 101.0, 20.0),
+               rec("m", 1, 105.0, 30.0, probe=0.7),
+               rec("vanilla", 0, 50.0, 5.0, overrides={"train": {"epochs": 1}}),      # another board: not a pair
+               rec("m", 2, 1.0, 1.0), rec("m", 3, 0.0, 0.0, status="failed")]         # no vanilla seed 2; failed
+    table = baseline_table(records)
+    head, row = table.splitlines()[1:3]
+    cols = dict(zip(head.split(), row.split()))
+    # paired per seed: NLL +1, +3 -> +2; time 2.0, 1.5 -> 1.75; seed 2 has no vanilla (3 cells, 2 pairs)
+    assert cols["ΔNLL"] == "+2.00" and cols["time"] == "1.75" and cols["pairs"] == "2"
+    assert cols["ΔKL"] == "+0.20" and cols["ΔAU"] == "+0.0" and cols["Δprobe"] == "+0.100@100"   # smallest count
+    assert len(table.splitlines()) == 3 and baseline_table([rec("vanilla", 0, 1.0, 1.0)]) == ""
+
+
+def test_page_shows_differences_to_vanilla(tmp_path):
+    run = tmp_path / "run"
+    store = ResultStore(run)
+    for r in (rec("vanilla", 0, 100.0, 10.0), rec("vanilla", 1, 102.0, 20.0), rec("m", 0, 101.0, 20.0),
+              rec("m", 1, 105.0, 30.0, probe=0.7)):
+        store.write(r)
+    page = build_report(run).read_text()
+    m_row = page[page.index('data-value="m"'):]
+    m_row = m_row[:m_row.index("</tr>")]
+    assert "Δ +2.00 vs vanilla" in m_row and "Δ +10.0 vs vanilla" in m_row       # NLL; probe@100 in points
+    van_row = page[page.index('data-value="vanilla"'):]
+    assert "vs vanilla" not in van_row[:van_row.index("</tr>")]
+    csv = (run / "results.csv").read_text().splitlines()
+    assert "nll_vs_vanilla" in csv[0] and "time_ratio_vs_vanilla" not in csv[0]
+
+
+def test_report_package_never_imports_torch(tmp_path):
+    ResultStore(tmp_path).write(rec("vanilla", 0, 100.0, 10.0))
+    code = ("import sys; from collapse_bench.report import build_report; build_report(sys.argv[1]); "
+            "import collapse_bench.progress; assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# --- executor choice ---------------------------------------------------------------------------------------
+def _choice(argv: list[str], cells: int, threads: int = 1, auto: str = "process"):
+    return _executor(build_parser().parse_args(argv), cells, threads, auto=auto)
+
+
+def test_several_cells_use_every_core_by_default(monkeypatch):
+    monkeypatch.setattr(ex, "_local_cpus", lambda: 4)
+    run = ["run", "--methods", "fb"]
+    e, where = _choice(run, 3)
+    assert isinstance(e, ProcessExecutor) and e.jobs == 3 and e.threads == 1 and "3 worker processes" in where
+    assert _choice(run, 9)[0].jobs == 4 and _choice(run, 9, threads=2)[0].jobs == 2    # a core per torch thread
+    assert isinstance(_choice(run, 1)[0], SerialExecutor) and _choice(run, 1)[1] == "in this process"
+    assert isinstance(_choice([*run, "--jobs", "1"], 5)[0], SerialExecutor)
+    assert _choice([*run, "--jobs", "2"], 5)[0].jobs == 2
+    assert isinstance(_choice([*run, "--executor", "serial"], 5)[0], SerialExecutor)
+    assert _choice([*run, "--executor", "process"], 1)[0].jobs == 1
+    tune = ["tune", "--method", "fb"]
+    assert isinstance(_choice(tune, 20, auto="serial")[0], SerialExecutor)             # tune: one trial at a time
+    assert _choice([*tune, "--jobs", "2"], 20, auto="serial")[0].jobs == 2
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------------------
+def test_ctrl_c_in_a_terminal_ends_the_cli_cleanly(tmp_path):
+    """SIGINT to the whole process group, as a terminal sends it: exit 130, one message, no traceback."""
+    cmd = [sys.executable, "-m", "collapse_bench", "run", "--methods", "fb", "--size", "smoke", "--jobs", "2",
+           "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        first = [proc.stderr.readline() for _ in range(1)][0]
+        assert "to run on 2 worker processes" in first, first
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130
+        deadline = time.time() + 20
+        while time.time() < deadline:                                     # no worker left behind
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("processes of the interrupted run are still alive")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert "interrupted: finished cells are kept" in err and "Traceback" not in err
+
+
+# --- progress ----------------------------------------------------------------------------------------------
+def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere():
+    ok = {"cell": "c0", "label": "fb", "dataset": "synthetic", "size": "smoke", "seed": 0, "status": "ok",
+          "metrics": {"nll": 57.25, "kl": 2.5, "mi": 0.1, "au": 3, "probe": {"500": {"mean": 0.6}, "100": {"mean": 0.4}}},
+          "timing": {"wall_seconds": 3.0, "eval_seconds": 1.5}}
+    bad = {"cell": "c1", "label": "fb", "dataset": "yelp", "size": "smoke", "seed": 1, "status": "failed",
+           "error": {"type": "DataError", "message": "no yelp.train.txt\nmore"}}
+    assert cell_line(ok) == "[ok] fb synthetic/smoke seed0  NLL 57.25  KL 2.50  MI 0.10  AU 3  probe@100 0.400  4.5 s"
+    assert cell_line(bad) == "[failed] fb yelp/smoke seed1  DataError: no yelp.train.txt"
+
+    plain = io.StringIO()
+    with SweepProgress(2, stream=plain, tty=False) as p:
+        p.start(Spec(0))
+        p.step(Spec(0), 5, 10)
+        p.finish(ok)
+    assert plain.getvalue().splitlines()[0].startswith("[ok] fb synthetic/smoke seed0  NLL 57.25")
+    assert len(plain.getvalue().splitlines()) == 1                       # no bar, no step output
+
+    term = io.StringIO()
+    with SweepProgress(3, stream=term, tty=True, mininterval=0) as p:
+        p.start(Spec(0))
+        p.start(Spec(1))
+        p.step(Spec(0), 7, 10)
+        text = term.getvalue()
+        assert "cells: 0/3" in text and "running 2, failed 0" in text and "7/10" in text
+        p.finish({**bad, "cell": Spec(1).cell})
+    text = term.getvalue()
+    assert "cells: 1/3" in text and "running 1, failed 1" in text and "[failed] fb yelp/smoke seed1" in text
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+def test_empty_methods_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--methods '' names nothing" in err and "--methods bnvae,fb" in err and not out.exists()
+    assert main(["run", "--methods", " , ", "--out", str(out)]) == 2 and not out.exists()
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--seeds", "", "--out", str(out)])
+    assert e.value.code == 2 and "--seeds takes" in capsys.readouterr().err and not out.exists()
+
+
+def test_report_on_a_missing_or_empty_folder_is_refused(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["report", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "no such folder" in err and "--out folder of a run" in err and not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert "no result files" in capsys.readouterr().err and list(empty.iterdir()) == []
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    for out in (f, f / "sub"):
+        assert main(["run", "--methods", "fb", "--size", "smoke", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{f} is a file, not a folder" in err and "--out runs/a" in err and "Traceback" not in err
+    assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_misspelt_section_names_the_sections_and_suggests_one(tmp_path, capsys):
+    assert main(["run", "--methods", "fb", "--set", "trian.epochs=2", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "'trian' is neither a section (train, model, eval, limits) nor a method" in err
+    assert "Did you mean train.epochs?" in err and "bnvae" in err and not (tmp_path / "r").exists()
+    assert main(["run", "--methods", "fb", "--set", "bnvea.gamma=1", "--out", str(tmp_path / "r")]) == 2
+    assert "Did you mean bnvae.gamma?" in capsys.readouterr().err
+
+
+def test_jobs_below_one_is_refused(tmp_path, capsys):
+    assert main(["run", "--methods", "fb", "--jobs", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_unreadable_result_file_warns_on_stderr_too(tmp_path, capsys):
+    ResultStore(tmp_path).write(rec("vanilla", 0, 100.0, 10.0))
+    (tmp_path / "results" / "torn.json").write_text('{"cell": ')
+    assert main(["report", str(tmp_path)]) == 0
+    cap = capsys.readouterr()
+    assert "warning: unreadable result file left out of the leaderboard: torn.json: JSONDecodeError" in cap.err
+    assert "torn.json" in Path(cap.out.strip()).read_text()
