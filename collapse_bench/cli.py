@@ -11,6 +11,7 @@ from . import registry
 from .config import SIZES, ConfigError
 from .data import DATASETS, DataError
 from .method import ParamError
+from .presets import UnknownPresetError
 from .registry import UnknownMethodError
 
 
@@ -68,6 +69,15 @@ def _run_settings(args) -> dict[str, dict[str, str]]:
 
 
 def cmd_list(args) -> int:
+    from . import presets
+    if args.presets:
+        for p in presets.PRESETS.values():
+            recipe = ", ".join(f"{sec}.{k}={v}" for sec, vals in p.size_overrides().items() for k, v in vals.items())
+            params = ", ".join(f"{k}={v!r}" for k, v in p.params.items())
+            print(f"{p.name:14s} {p.method}({params}) — {p.source}")
+            print(f"{'':14s} recipe: {recipe}")
+            print(f"{'':14s} reproduces: {'; '.join(p.rows)}" + (f" ({p.note})" if p.note else ""))
+        return 0
     for name in registry.names():
         cls = registry.get(name)
         params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Params))
@@ -75,6 +85,11 @@ def cmd_list(args) -> int:
         print(f"{name:14s} {cls.description()}{alias}")
         if params:
             print(f"{'':14s} params: {params}")
+        defaults = cls.Params().to_dict()
+        rows = [f"{'; '.join(p.rows)} (run it with --presets {p.name})" for p in presets.PRESETS.values()
+                if p.method == name and p.method_params() == defaults]
+        if rows:
+            print(f"{'':14s} its defaults are the paper's: {' | '.join(rows)}")
     return 0
 
 
@@ -130,7 +145,10 @@ def cmd_run(args) -> int:
     from .progress import SweepProgress
     from .report.stats import VANILLA
     from .sweep import expand, pending, run_sweep
-    methods = _required("--methods", args.methods, "bnvae,fb", " (all methods: python -m collapse_bench list)")
+    from .sweep import expand_presets
+    preset_names = _csv(args.presets or "")
+    methods = _csv(args.methods) if preset_names else \
+        _required("--methods", args.methods, "bnvae,fb", " (all methods: python -m collapse_bench list)")
     datasets = _required("--dataset", args.dataset, "synthetic")
     sizes = _required("--size", args.size, "default")
     _check_out(args.out)
@@ -141,6 +159,10 @@ def cmd_run(args) -> int:
     if not args.no_baseline and VANILLA not in {registry.get(m).name for m in methods}:
         methods = [VANILLA, *methods]       # its finished cells in OUT are reused, like any finished cell
     specs = expand(methods, datasets, sizes, args.seeds, settings, data_dir=args.data_dir, device=args.device)
+    if preset_names:
+        sections = {k: v for k, v in settings.items() if k in ("train", "model", "eval", "limits")}
+        specs += expand_presets(preset_names, datasets, sizes, args.seeds, sections, data_dir=args.data_dir,
+                                device=args.device)
     todo = pending(specs, args.out, args.overwrite)
     threads = max(s.size_config().train.threads for s in specs)
     executor, where = _executor(args, len(todo), threads, auto="process")
@@ -244,10 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m collapse_bench",
                                 description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="methods with descriptions and hyperparameters").set_defaults(fn=cmd_list)
+    ls = sub.add_parser("list", help="methods with descriptions and hyperparameters")
+    ls.add_argument("--presets", action="store_true", help="the named paper configurations and the rows they reproduce")
+    ls.set_defaults(fn=cmd_list)
 
     r = sub.add_parser("run", help="train and score methods × datasets × seeds")
     r.add_argument("--methods", default="vanilla", help="comma-separated method names (see `list`)")
+    r.add_argument("--presets", default=None, metavar="NAMES",
+                   help="comma-separated paper configurations, e.g. bnvae-0.7,ae-fb-4 (see `list --presets`)")
     r.add_argument("--dataset", default="synthetic", help=f"comma-separated, from {', '.join(DATASETS)}")
     r.add_argument("--size", default="default", help=f"comma-separated, from {', '.join(SIZES)}")
     r.add_argument("--seeds", type=_seeds, default=[0])
@@ -292,6 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UnknownMethodError, ConfigError, ParamError, DataError, ValueError) as e:
+    except (UnknownMethodError, UnknownPresetError, ConfigError, ParamError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 progress, and bad input refused with the fix before anything is created."""
 from __future__ import annotations
 
+import json
 import io
 import os
 import signal
@@ -236,3 +237,18 @@ def test_unreadable_result_file_warns_on_stderr_too(tmp_path, capsys):
     cap = capsys.readouterr()
     assert "warning: unreadable result file left out of the leaderboard: torn.json: JSONDecodeError" in cap.err
     assert "torn.json" in Path(cap.out.strip()).read_text()
+
+
+def test_list_says_which_paper_row_each_default_reproduces_and_presets_run(capsys, tmp_path):
+    from collapse_bench.cli import main
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    fb = out[out.index("\nfb "):].split("\n")[1:4]
+    assert any("+ AE FB (4) *" in line and "--presets ae-fb-4" in line for line in fb)   # the default FB is AE+FB
+    assert main(["list", "--presets"]) == 0 and "BN-VAE (0.7) *" in capsys.readouterr().out
+    assert main(["run", "--presets", "bnvae-07", "--out", str(tmp_path / "x")]) == 2
+    assert "Did you mean 'bnvae-0.7'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["run", "--presets", "vae", "--size", "smoke", "--set", "train.epochs=1", "--no-baseline",
+                 "--no-report", "--out", str(tmp_path / "p")]) == 0
+    (rec,) = [json.loads(f.read_text()) for f in (tmp_path / "p" / "results").glob("*.json")]
+    assert rec["preset"] == "vae" and rec["label"] == "preset:vae" and rec["config"]["train"]["lr"] == 1.0
