@@ -147,8 +147,9 @@ def cmd_run(args) -> int:
     from .sweep import expand, pending, run_sweep
     from .sweep import expand_presets
     preset_names = _csv(args.presets or "")
-    methods = _csv(args.methods) if preset_names else \
-        _required("--methods", args.methods, "bnvae,fb", " (all methods: python -m collapse_bench list)")
+    methods = _csv(args.methods or "") if preset_names else \
+        _required("--methods", "vanilla" if args.methods is None else args.methods, "bnvae,fb",
+                  " (all methods: python -m collapse_bench list)")
     datasets = _required("--dataset", args.dataset, "synthetic")
     sizes = _required("--size", args.size, "default")
     _check_out(args.out)
@@ -271,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(fn=cmd_list)
 
     r = sub.add_parser("run", help="train and score methods × datasets × seeds")
-    r.add_argument("--methods", default="vanilla", help="comma-separated method names (see `list`)")
+    r.add_argument("--methods", default=None, help="comma-separated method names (see `list`; default vanilla)")
     r.add_argument("--presets", default=None, metavar="NAMES",
                    help="comma-separated paper configurations, e.g. bnvae-0.7,ae-fb-4 (see `list --presets`)")
     r.add_argument("--dataset", default="synthetic", help=f"comma-separated, from {', '.join(DATASETS)}")
