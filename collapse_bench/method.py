@@ -103,6 +103,7 @@ class Method:
     has_latent: ClassVar[bool] = True
     select_on: ClassVar[str] = "elbo"    # validation criterion: "elbo" (rec + KL) or "recon"
     min_batch_size: ClassVar[int] = 1     # BN methods skip training batches smaller than this
+    relative_cost: ClassVar[float] = 1.0  # rough training cost over vanilla's; sweeps start the dearest cells first
 
     def __init__(self, params: MethodParams | None = None):
         self.params = params if params is not None else self.Params()
@@ -115,6 +116,10 @@ class Method:
     def label(self) -> str:
         p = self.params.to_dict()
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in p.items())})" if p else self.name
+
+    def cost(self) -> float:
+        """Expected training cost over vanilla's (AE pretraining, pretrain='ae', adds one vanilla run)."""
+        return self.relative_cost + (getattr(self.params, "pretrain", "none") == "ae")
 
     def check_config(self, cfg: SizeConfig) -> None:
         """Refuse (ParamError naming the fix) a run configuration under which the method is not itself."""

@@ -118,9 +118,11 @@ class SerialExecutor:
 
 
 def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False) -> list[CellSpec]:
-    """The cells a sweep would run: all with `overwrite`, else those without an `ok` result file."""
+    """The cells a sweep would run (all with `overwrite`, else those without an `ok` result file), dearest first:
+    with one cell per core, longest-first keeps the last core from running alone at the end."""
     store = ResultStore(out_dir)
-    return [s for s in specs if overwrite or not store.is_done(s.cell)]
+    todo = [s for s in specs if overwrite or not store.is_done(s.cell)]
+    return sorted(todo, key=lambda s: -s.make_method().cost())    # stable: equal costs keep their order
 
 
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,

@@ -177,3 +177,9 @@ def test_curves_record_the_kl_of_every_latent_dimension():
     assert len(point["valid_kl_dims"]) == rec["config"]["model"]["nz"]
     assert sum(point["valid_kl_dims"]) == pytest.approx(point["valid_kl"], rel=0.05)   # valid_kl: all of valid
     assert min(point["valid_kl_dims"]) >= 0
+
+
+def test_sweeps_start_the_dearest_cells_first(tmp_path):
+    from collapse_bench.sweep import pending
+    specs = expand(["vanilla", "bnvae", "fb", "savae"], ["synthetic"], ["smoke"], [0])
+    assert [s.method for s in pending(specs, tmp_path)] == ["savae", "fb", "vanilla", "bnvae"]  # fb: AE + FB
