@@ -1,7 +1,24 @@
-"""Training and IW-NLL throughput as a fraction of the matmul limit measured in the same run, and the
-drift of bf16 autocast against fp32. Timed with `pytest benchmarks --benchmark-enable`; under the default
-`--benchmark-disable` every benchmark runs once, on reduced work, as a smoke test."""
+"""Training and IW-NLL throughput as a fraction of the matmul limit of the same shapes measured in the same run,
+and the drift of bf16 autocast against fp32.
+
+Asserted on real work: vanilla training steps of the paper's short-Yelp model over the `default` pool's batches in
+the order its first epoch draws them (full and partial single-length buckets), and IW-NLL over randomly drawn
+short-Yelp test sentences with the protocol's chunking. Each item runs right after its bare matmuls, and the
+fraction is total limit time over total actual time in thread CPU time, at 1 torch thread, as every cell trains
+(train.threads): on a shared machine wall-clock also counts the waits for a core, which the code does not cause
+(the wall-clock fraction is recorded beside it). Without the short-Yelp files a synthetic stand-in of the same
+vocabulary and lengths is timed instead, with a warning. The fixed-shape synthetic batch is information only.
+
+Floors: on the loaded 2-core development machine (1 thread) training measured 0.99-1.08 and IW-NLL 0.94-0.96 of
+the limit; the floors (0.75) leave ~25% for other CPUs and load, and catch a lost vectorisation or chunking.
+
+Modes (benchmarks/conftest.py): smoke (timing off) runs one item of each; --quick times 40 batches and 24
+sentences x 100 samples; full times the whole first epoch (~320 batches) and 64 sentences x 500 samples."""
+from __future__ import annotations
+
 import json
+import warnings
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -11,10 +28,13 @@ from collapse_bench.data import load_corpus
 from collapse_bench.evaluate import score
 from collapse_bench.methods.vanilla import Vanilla
 from collapse_bench.train import Trainer
-from throughput import PAPER, SHORT_YELP, flops, gemm_seconds, iw_fn, iw_shapes, train_shapes, train_step_fn
+from throughput import PAPER, SHORT_YELP, against_limit, fixed_work, iw_work, training_work
 
-THREADS = 2
-FLOOR = 0.65   # regression guard only; the target is 0.9 (met at 1 thread, not yet at 2: see the closing notes)
+THREADS = 1
+FLOOR = {"training": 0.75, "iw_nll": 0.75}
+BATCHES = {"smoke": 1, "quick": 40, "full": None}              # None: the whole epoch
+SENTENCES = {"smoke": 1, "quick": 24, "full": 64}
+SAMPLES = {"smoke": 10, "quick": 100, "full": 500}
 
 
 @pytest.fixture(autouse=True)
@@ -25,62 +45,77 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("workload", [SHORT_YELP, PAPER], ids=lambda w: w.name)
-def test_training_throughput(benchmark, workload):
-    step = train_step_fn(workload)
-    benchmark.pedantic(step, rounds=7 if benchmark.enabled else 1, warmup_rounds=2 if benchmark.enabled else 0)
-    if benchmark.enabled:
-        actual = benchmark.stats.stats.median
-        limit = gemm_seconds(train_shapes(workload), backward=True, rounds=7)
-        tokens = workload.batch * (workload.length + 1)
-        info = {"tokens_per_s": tokens / actual, "limit_tokens_per_s": tokens / limit, "fraction_of_limit": limit / actual,
-                "gflop_per_s": flops(train_shapes(workload), True) / actual / 1e9, "threads": THREADS}
-        benchmark.extra_info.update(info)
-        print(json.dumps({workload.name: info}))
-        assert info["fraction_of_limit"] >= FLOOR
+def _report(benchmark, summary: Callable[[str], None], name: str, info: dict[str, Any], floor: float | None) -> None:
+    info = {k: round(v, 4) if isinstance(v, float) else v for k, v in info.items()} | {"threads": THREADS, "floor": floor}
+    benchmark.extra_info.update(info)
+    print(json.dumps({name: info}))
+    summary(f"{name}: {info['fraction_cpu']:.2f} of the matmul limit in thread CPU time (wall {info['fraction_wall']:.2f}), "
+            f"floor {floor if floor is not None else '- (information)'}; {info['items']} items, {info['source']}")
+    if info["source"] != "short-yelp" and floor is not None:
+        warnings.warn(f"{name}: timed on the {info['source']}")
+
+
+def test_training_throughput_on_real_batches(benchmark, mode, summary):
+    info = against_limit(training_work(BATCHES[mode]), warmup=2, runner=benchmark.pedantic)
+    _report(benchmark, summary, "training", info, FLOOR["training"])
+    if mode != "smoke":
+        assert info["fraction_cpu"] >= FLOOR["training"], f"training at {info['fraction_cpu']:.2f} of the matmul limit"
+
+
+def test_iw_nll_throughput_on_real_sentences(benchmark, mode, summary):
+    info = against_limit(iw_work(SENTENCES[mode], SAMPLES[mode]), warmup=1, runner=benchmark.pedantic)
+    info["samples"] = SAMPLES[mode]
+    _report(benchmark, summary, "iw_nll", info, FLOOR["iw_nll"])
+    if mode != "smoke":
+        assert info["fraction_cpu"] >= FLOOR["iw_nll"], f"IW-NLL at {info['fraction_cpu']:.2f} of the matmul limit"
 
 
 @pytest.mark.parametrize("workload", [SHORT_YELP, PAPER], ids=lambda w: w.name)
-def test_iw_nll_throughput(benchmark, workload):
-    samples = 500 if benchmark.enabled else 20
-    fn = iw_fn(workload, samples)
-    benchmark.pedantic(fn, rounds=3 if benchmark.enabled else 1, warmup_rounds=1 if benchmark.enabled else 0)
-    if benchmark.enabled:
-        actual = benchmark.stats.stats.median
-        limit = gemm_seconds(iw_shapes(workload, samples), backward=False, rounds=3)
-        info = {"seconds_per_sentence": actual, "sentences_per_s": 1 / actual, "limit_seconds_per_sentence": limit,
-                "fraction_of_limit": limit / actual, "samples": samples, "threads": THREADS,
-                "gflop_per_s": flops(iw_shapes(workload, samples), False) / actual / 1e9}
-        benchmark.extra_info.update(info)
-        print(json.dumps({workload.name: info}))
-        assert info["fraction_of_limit"] >= FLOOR
+def test_training_throughput_synthetic(benchmark, workload, mode, summary):
+    """Information: one fixed-shape random batch (32 x 9 words)."""
+    if mode == "quick":
+        pytest.skip("information only: not in the quick run")
+    info = against_limit(fixed_work(workload, 7), warmup=2, runner=benchmark.pedantic)
+    _report(benchmark, summary, f"training synthetic {workload.name}", info, None)
 
 
-def test_bf16_drift_against_fp32(benchmark):
-    """Train once in fp32; score it in fp32 and in bf16 (same seed). Then train and score in bf16 throughout."""
-    size = "default" if benchmark.enabled else "smoke"
+@pytest.mark.parametrize("workload", [SHORT_YELP, PAPER], ids=lambda w: w.name)
+def test_iw_nll_throughput_synthetic(benchmark, workload, mode, summary):
+    """Information: one random 9-word sentence, 500 samples (20 when timing is off)."""
+    if mode == "quick":
+        pytest.skip("information only: not in the quick run")
+    samples = 20 if mode == "smoke" else 500
+    info = against_limit(fixed_work(workload, 3, samples=samples), warmup=1, runner=benchmark.pedantic)
+    _report(benchmark, summary, f"iw_nll synthetic {workload.name}", info | {"samples": samples}, None)
+
+
+def test_bf16_drift_against_fp32(benchmark, mode, summary):
+    """Train once in fp32; score it in fp32 and in bf16 (same seed): the NLL must stay within 2%. Smoke and quick
+    use the smoke size; full the default size and also trains and scores a bf16 model (information)."""
+    size = "default" if mode == "full" else "smoke"
     cfg = size_config(size, "synthetic")
     corpus = load_corpus("synthetic", limits=cfg.limits)
 
-    def trained(precision: str):
-        c = cfg.replace(train={"precision": precision})
-        t = Trainer(Vanilla(), c, corpus, seed=0)
+    def trained(precision: str) -> Trainer:
+        t = Trainer(Vanilla(), cfg.replace(train={"precision": precision}), corpus, seed=0)
         t.fit()
         return t
 
-    fp32 = trained("fp32")
-    metrics = {}
-    for name, model, prec in (("fp32", fp32.model, "fp32"), ("bf16_eval", fp32.model, "bf16")):
+    def scored(model, precision: str) -> dict:
         torch.manual_seed(0)
-        metrics[name] = score(Vanilla(), model, corpus, cfg.eval.__class__(**{**cfg.eval.__dict__, "precision": prec}),
-                              "cpu", seed=0)
-    bf16 = benchmark.pedantic(trained, args=("bf16",), rounds=1)
-    torch.manual_seed(0)
-    metrics["bf16_train_and_eval"] = score(Vanilla(), bf16.model, corpus, cfg.eval.__class__(
-        **{**cfg.eval.__dict__, "precision": "bf16"}), "cpu", seed=0)
+        return score(Vanilla(), model, corpus, cfg.replace(eval={"precision": precision}).eval, "cpu", seed=0)
+
+    fp32 = trained("fp32").model
+    metrics = {"fp32": scored(fp32, "fp32")}
+    metrics["bf16_eval"] = benchmark.pedantic(scored, args=(fp32, "bf16"), rounds=1)
+    if mode != "quick":
+        metrics["bf16_train_and_eval"] = scored(trained("bf16").model, "bf16")
     keys = ("nll", "ppl", "elbo", "recon", "kl", "mi", "au")
-    drift = {run: {k: metrics[run][k] - metrics["fp32"][k] for k in keys} for run in ("bf16_eval", "bf16_train_and_eval")}
-    benchmark.extra_info.update({"size": size, "fp32": {k: metrics["fp32"][k] for k in keys}, "drift": drift})
+    drift = {run: {k: metrics[run][k] - metrics["fp32"][k] for k in keys} for run in metrics if run != "fp32"}
+    rel = abs(drift["bf16_eval"]["nll"]) / metrics["fp32"]["nll"]
+    benchmark.extra_info.update({"size": size, "fp32": {k: metrics["fp32"][k] for k in keys}, "drift": drift,
+                                 "nll_relative_drift": rel})
     print(json.dumps({"size": size, "fp32": {k: metrics["fp32"][k] for k in keys}, "drift": drift}))
+    summary(f"bf16 drift: scoring the fp32 model in bf16 moves NLL by {100 * rel:.3f}% (limit 2%), {size} size")
     # scoring the same model in bf16 must stay close: a broken autocast path shows up as a large NLL change
-    assert abs(drift["bf16_eval"]["nll"]) < 0.02 * metrics["fp32"]["nll"]
+    assert rel < 0.02
