@@ -122,7 +122,12 @@ def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = Fa
     with one cell per core, longest-first keeps the last core from running alone at the end."""
     store = ResultStore(out_dir)
     todo = [s for s in specs if overwrite or not store.is_done(s.cell)]
-    return sorted(todo, key=lambda s: -s.make_method().cost())    # stable: equal costs keep their order
+    return sorted(todo, key=lambda s: -_cost(s))    # stable: equal costs keep their order
+
+
+def _cost(spec) -> float:
+    make = getattr(spec, "make_method", None)      # executors also run duck-typed specs
+    return make().cost() if make else 1.0
 
 
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
