@@ -6,7 +6,7 @@ queue=$1; logs=$2; mkdir -p "$logs"
 while true; do
   job=$(flock "$queue.lock" bash -c 'line=$(head -n1 "$0"); [ -n "$line" ] && sed -i 1d "$0"; echo "$line"' "$queue")
   [ -z "$job" ] && break
-  name=$(echo "$job" | tr -c 'a-zA-Z0-9\n' '_' | cut -c1-80)
+  name="$(date +%s%N)-$$"      # one log per job (job lines share long prefixes)
   echo "$(date -Is) start $job" >> "$logs/worker.log"
   bash -c "$job" > "$logs/$name.log" 2>&1
   echo "$(date -Is) end rc=$? $job" >> "$logs/worker.log"
