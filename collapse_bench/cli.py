@@ -145,7 +145,7 @@ def cmd_run(args) -> int:
     from .progress import SweepProgress
     from .report.stats import VANILLA
     from .sweep import expand, pending, run_sweep
-    from .sweep import expand_presets
+    from .sweep import SECTIONS, expand_presets
     preset_names = _csv(args.presets or "")
     methods = _csv(args.methods or "") if preset_names else \
         _required("--methods", "vanilla" if args.methods is None else args.methods, "bnvae,fb",
@@ -161,7 +161,7 @@ def cmd_run(args) -> int:
         methods = [VANILLA, *methods]       # its finished cells in OUT are reused, like any finished cell
     specs = expand(methods, datasets, sizes, args.seeds, settings, data_dir=args.data_dir, device=args.device)
     if preset_names:
-        sections = {k: v for k, v in settings.items() if k in ("train", "model", "eval", "limits")}
+        sections = {k: v for k, v in settings.items() if k in SECTIONS}
         specs += expand_presets(preset_names, datasets, sizes, args.seeds, sections, data_dir=args.data_dir,
                                 device=args.device)
     todo = pending(specs, args.out, args.overwrite)

@@ -13,7 +13,7 @@ The recipes, from the original code (shared/reference/protocol.md, sections 1.3 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import registry
@@ -33,13 +33,9 @@ class Preset:
     rows: tuple[str, ...]           # "table: printed model name" of every published row this preset reproduces
     source: str
     note: str = ""
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)   # beyond the recipe
 
     def size_overrides(self) -> dict[str, dict[str, Any]]:
-        out = {sec: dict(vals) for sec, vals in self.recipe.items()}
-        for sec, vals in self.overrides.items():
-            out.setdefault(sec, {}).update(vals)
-        return out
+        return {sec: dict(vals) for sec, vals in self.recipe.items()}
 
     def method_params(self) -> dict[str, Any]:
         cls = registry.get(self.method)
@@ -102,8 +98,3 @@ def get(name: str) -> Preset:
     raise UnknownPresetError(f"unknown preset {name!r}.{hint} Known presets: {', '.join(PRESETS)} "
                              f"(`python -m collapse_bench list --presets` says which paper row each reproduces).")
 
-
-def preset_for_row(table: str, model: str) -> str | None:
-    """The preset that reproduces the printed row `model` of `table` (LM, classification or time), if any."""
-    key = f"{table}: {model}"
-    return next((p.name for p in _PRESETS if key in p.rows), None)

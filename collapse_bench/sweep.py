@@ -178,7 +178,7 @@ def expand_presets(names: list[str], datasets: list[str], sizes: list[str], seed
                    settings: dict[str, dict[str, str]] | None = None, **common) -> list[CellSpec]:
     """Cells for named paper configurations; `settings` may hold SECTION.FIELD overrides (applied last)."""
     settings = settings or {}
-    bad = sorted(set(settings) - {"train", "model", "eval", "limits"})
+    bad = sorted(set(settings) - set(SECTIONS))
     if bad:
         raise ValueError(f"--set {bad[0]}.…: with --presets only SECTION.FIELD overrides (train, model, eval, limits) "
                          f"apply; a preset fixes its method's params")
