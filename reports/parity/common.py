@@ -58,6 +58,13 @@ def probe_raw_mu(features: dict[str, np.ndarray], labels: dict[str, np.ndarray])
     return out
 
 
+def probe_standardised(features: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """The harness's probe (standardised mu) on the same features, for the standardisation evidence."""
+    from collapse_bench.probe import fit_and_score
+    return {str(n): fit_and_score(features[f"train{n}"], labels[f"train{n}"], features["valid"], labels["valid"],
+                                  features["test"], labels["test"]) for n in LABEL_SIZES}
+
+
 def write_result(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

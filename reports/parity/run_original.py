@@ -26,7 +26,7 @@ import types
 import numpy as np
 import torch
 
-from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, WORK, probe_raw_mu, write_result
+from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, WORK, probe_raw_mu, probe_standardised, write_result
 
 
 def main() -> None:
@@ -113,9 +113,7 @@ def main() -> None:
                 ys += [int(v) for v in by]
             feats[name], labels[name] = np.concatenate(xs), np.array(ys)
     probe = probe_raw_mu(feats, labels)
-    from collapse_bench.probe import fit_and_score     # the harness's probe (standardised mu), for the evidence
-    probe_std = {str(n): fit_and_score(feats[f"train{n}"], labels[f"train{n}"], feats["valid"], labels["valid"],
-                                       feats["test"], labels["test"]) for n in LABEL_SIZES}
+    probe_std = probe_standardised(feats, labels)
     eval_wall = time.perf_counter() - t1
     starts = [t0] + epoch_ends[:-1]
     record = {"implementation": "original", "code": "valdersoul/bn-vae text_anneal_fb.py", "method": a.method,

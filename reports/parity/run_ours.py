@@ -19,10 +19,9 @@ from collapse_bench import evaluate as ev
 from collapse_bench import registry
 from collapse_bench.config import EvalConfig, ModelConfig, SizeConfig, TrainConfig
 from collapse_bench.data import DataLimits, load_corpus
-from collapse_bench.probe import fit_and_score
 from collapse_bench.store import provenance
 from collapse_bench.train import Trainer
-from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, data_dir, probe_raw_mu, write_result
+from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, data_dir, probe_raw_mu, probe_standardised, write_result
 
 
 def parity_config(threads: int, encoder_init: str) -> SizeConfig:
@@ -78,8 +77,7 @@ def main() -> None:
         splits = {"valid": corpus.valid, "test": test, **{f"train{n}": corpus.label_subsets[n] for n in LABEL_SIZES}}
         feats = {k: ev.probe_features(method, model, s, cfg.eval.batch_size, dev) for k, s in splits.items()}
         labels = {k: s.labels for k, s in splits.items()}
-    probe_std = {str(n): fit_and_score(feats[f"train{n}"], labels[f"train{n}"], feats["valid"], labels["valid"],
-                                       feats["test"], labels["test"]) for n in LABEL_SIZES}
+    probe_std = probe_standardised(feats, labels)
     record = {"implementation": "ours", "method": a.method, "params": method.params.to_dict(), "seed": a.seed,
               "budget": BUDGET, "config": cfg.to_dict(),
               "metrics": {"iw_nll": float(nll.mean()), "iw_ppl": ev.perplexity(nll, t500), "kl": float(kl.mean()),
