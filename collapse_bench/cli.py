@@ -232,6 +232,22 @@ def cmd_tune(args) -> int:
     return 0 if res.best else 1
 
 
+def cmd_study(args) -> int:
+    """The published study: every registered method x STUDY_DATASETS x STUDY_SEEDS at size `study` (config.py),
+    then the leaderboard with the paper's findings checked. A rerun on finished results runs nothing."""
+    from .config import STUDY_DATASETS, STUDY_SEEDS
+    if args.set or args.threads is not None:
+        raise ConfigError("study: its configuration is fixed (size `study` in collapse_bench/config.py) so that its "
+                          "results stay one study; drop --set/--threads, or use `run --size study --set ...` "
+                          "with another --out for a variation")
+    run_args = argparse.Namespace(**{**vars(args), "methods": ",".join(registry.names()), "presets": None,
+                                     "dataset": ",".join(STUDY_DATASETS), "size": "study",
+                                     "seeds": list(args.seeds or STUDY_SEEDS), "set": [], "threads": None,
+                                     "overwrite": False, "no_report": False, "no_baseline": True,
+                                     "params_from": None})
+    return cmd_run(run_args)
+
+
 def cmd_report(args) -> int:
     d: Path = args.dir
     if not d.is_dir():
@@ -307,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune on the per-epoch validation curve (median stopping rule) or not")
     _execution_args(t)
     t.set_defaults(fn=cmd_tune)
+
+    st = sub.add_parser("study", help="the published study: every method, short-Yelp and PTB, 3 seeds, size study "
+                                      "(resumable; a rerun on finished results only rebuilds the page)")
+    st.add_argument("--out", default="reports/study", type=Path)
+    st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
+    _execution_args(st)
+    st.set_defaults(fn=cmd_study)
 
     rep = sub.add_parser("report", help="build the HTML leaderboard from DIR/results")
     rep.add_argument("dir", type=Path)

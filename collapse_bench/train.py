@@ -91,14 +91,28 @@ class Trainer:
         rec, kl = ev.elbo_terms(self.method, self.model, self.corpus.valid, self.cfg.eval.batch_size, self.device)
         out = {"valid_loss": float((rec + kl).mean()), "valid_recon": float(rec.mean()), "valid_kl": float(kl.mean())}
         if self.model.has_latent:
-            post = ev.encode(self.method, self.model, self.curve_split, self.cfg.eval.batch_size, self.device)
-            stats = ev.latent_stats(post, self.cfg.eval.au_threshold)
-            out.update(valid_mi=stats.mi, valid_au=stats.au)
-            if hasattr(post, "kl_per_dim"):   # which units die, and when (Gaussian families)
-                out["valid_kl_dims"] = [round(float(v), 5) for v in post.kl_per_dim().mean(0)]
+            out.update(self._latent_stats())
         else:
             out.update(valid_mi=0.0, valid_au=0)
         self.model.train()
+        return out
+
+    def latent_point(self) -> dict:
+        """MI, AU and per-dimension KL on the curve subset, in eval mode (a point inside an epoch)."""
+        if not self.model.has_latent:
+            return {}
+        self.model.eval()
+        with precision(self.device, self.cfg.eval.precision):
+            out = self._latent_stats()
+        self.model.train()
+        return out
+
+    def _latent_stats(self) -> dict:
+        post = ev.encode(self.method, self.model, self.curve_split, self.cfg.eval.batch_size, self.device)
+        stats = ev.latent_stats(post, self.cfg.eval.au_threshold)
+        out = {"valid_mi": stats.mi, "valid_au": stats.au}
+        if hasattr(post, "kl_per_dim"):   # which units die, and when (Gaussian families)
+            out["valid_kl_dims"] = [round(float(v), 5) for v in post.kl_per_dim().mean(0)]
         return out
 
     def fit(self) -> dict:
@@ -114,7 +128,10 @@ class Trainer:
         for epoch in range(1, tc.epochs + 1):
             t0 = time.perf_counter()
             sums, n = {}, 0
-            for i in self.rng.permutation(len(self.train_batches)):
+            order = self.rng.permutation(len(self.train_batches))
+            marks = {len(order) * k // tc.curve_points_per_epoch for k in range(1, tc.curve_points_per_epoch)}
+            paused = 0.0
+            for pos, i in enumerate(order, 1):
                 batch = self.train_batches[i].to(self.device)
                 with precision(self.device, tc.precision):
                     logs = self.method.train_step(self, batch)
@@ -124,7 +141,12 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + logs.get(k, 0.0)
                 if self.on_step:
                     self.on_step(self.step)
-            train_time += time.perf_counter() - t0
+                if pos in marks:     # a point inside the epoch: latent statistics only, not counted as training
+                    t_point = time.perf_counter()
+                    self.curves.append({"epoch": epoch - 1 + pos / len(order), "step": self.step, "partial": True,
+                                        "kl_weight": logs.get("kl_weight", 0.0), **self.latent_point()})
+                    paused += time.perf_counter() - t_point
+            train_time += time.perf_counter() - t0 - paused
             valid = self.validate()
             self.curves.append({"epoch": epoch, "step": self.step, "lr": self.lr,
                                 "kl_weight": sums.get("kl_weight", 0.0) / max(n, 1),
@@ -153,5 +175,5 @@ class Trainer:
         self.model.eval()
         return {"train_seconds": setup_time + train_time, "before_training_seconds": setup_time,
                 "wall_seconds": time.perf_counter() - t_start, "steps": self.step,
-                "seconds_per_step": train_time / max(self.step, 1), "epochs": len(self.curves), "decays": decays,
+                "seconds_per_step": train_time / max(self.step, 1), "epochs": sum(not c.get("partial") for c in self.curves), "decays": decays,
                 "best_valid": best}

@@ -428,6 +428,8 @@ def _report_curve(study, trial, record: dict, key: str) -> None:
     if frozen.intermediate_values:
         return
     for point in record.get("curves") or []:
+        if point.get("partial"):    # a point inside an epoch: the pruner's steps are epochs
+            continue
         value = point.get(key)
         if value is not None and math.isfinite(float(value)):
             trial.report(float(value), int(point["epoch"]))

@@ -180,7 +180,7 @@ def test_plugin_strings_are_escaped(built: tuple[Path, str]) -> None:
 def test_missing_metrics_are_dashes(built: tuple[Path, str]) -> None:
     synthetic, yelp = parse(built[1])
     lm = next(r for r in synthetic if r["label"] == "lm")
-    header = ["method", "seeds", "nll", "ppl", "kl", "mi", "au", *(f"p{n}" for n in PROBE_LABELS), "time", "rank",
+    header = ["method", "seeds", "nll", "ppl", "kl", "mi", "au", *(f"p{n}" for n in PROBE_LABELS), "time", "step", "rank",
               "status"]
     row = dict(zip(header, lm["cells"], strict=True))
     assert row["mi"] == row["kl"] == row["au"] == row["p100"] == "–" and "(3)" in row["nll"]   # no z: n/a, not 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -13,13 +12,14 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from . import findings as fnd
 from . import published
-from .load import Loaded, curves_frame, frame, read_records, seed_key
+from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed_key
 from .plots import board_plots, palette
 from .stats import add_time_ratio, add_vanilla_deltas
 from .table import Board, aggregate_frame, build_boards
 
-CSV_NAME, JSONL_NAME = "results.csv", "results.jsonl"
+CSV_NAME, JSONL_NAME, FINDINGS_NAME = "results.csv", "results.jsonl", "findings.md"
 
 
 def _uniq(values: Any, sep: str = ", ") -> str:
@@ -40,7 +40,6 @@ def _info(df: pd.DataFrame, loaded: Loaded) -> dict[str, str]:
     threads = _uniq(int(t) for t in df.get("threads", []) if t == t)
     return {
         "harness_version": u("harness_version"), "git": u("git"),
-        "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "started": min((s for s in df.get("started", []) if isinstance(s, str)), default="–"),
         "finished": max((s for s in df.get("finished", []) if isinstance(s, str)), default="–"),
         "machine": " · ".join([u("hostname"), u("platform"), f"Python {u('python')}", f"torch {u('torch')}",
@@ -104,10 +103,16 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
             warn(f"unreadable result file left out of the leaderboard: {name}: {why}")
     df = add_vanilla_deltas(add_time_ratio(frame(loaded.records)))
     boards = build_boards(df)
-    curves = curves_frame(loaded.records)
+    curves, dims = curves_frame(loaded.records), kl_dims_frame(loaded.records)
     pal = palette(sorted(df["label"].unique()) if not df.empty else [])
+    notes = fnd.read_notes(run_dir)
     for b in boards:
-        b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal)]
+        b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal, dims)]
+        if (b.runs["method"] == "vanilla").any() and (b.runs["status"] == "ok").any():
+            b.findings = fnd.check_findings(b.runs, b.dataset, notes)
+    found = [f for b in boards for f in b.findings]
+    if found:
+        _write(out.parent / FINDINGS_NAME, fnd.markdown(found))
     _write(out.parent / JSONL_NAME,
            "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in loaded.records))
     _write(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))

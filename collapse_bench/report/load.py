@@ -188,7 +188,7 @@ def curves_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         curves = rec.get("curves")
         if status_of(rec) != "ok" or not isinstance(curves, list):
             continue
-        base = {"dataset": str(rec.get("dataset", "?")), "size": str(rec.get("size", "?")),
+        base = {"dataset": str(rec.get("dataset", "?")), "size": size_of(rec),   # the board's size, as the table
                 "label": label_of(rec), "seed": str(seed_of(rec))}
         latent = has_latent(rec)
         for i, point in enumerate(curves, 1):
@@ -197,6 +197,24 @@ def curves_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                             | {k: num(point.get(k)) if latent or k not in LATENT_CURVES else math.nan
                                for k in CURVE_KEYS})
     return pd.DataFrame(rows, columns=["dataset", "size", "label", "seed", "epoch", "step", *CURVE_KEYS])
+
+
+def kl_dims_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long frame of the per-dimension KL at every curve point of the ok cells: dataset, size, label, seed, epoch,
+    step, dim, kl (dimensions as recorded; only posterior families with a per-dimension KL record them)."""
+    rows = []
+    for rec in records:
+        curves = rec.get("curves")
+        if status_of(rec) != "ok" or not isinstance(curves, list):
+            continue
+        base = {"dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "label": label_of(rec),
+                "seed": str(seed_of(rec))}
+        for i, point in enumerate(curves, 1):
+            dims = point.get("valid_kl_dims") if isinstance(point, dict) else None
+            if isinstance(dims, list):
+                at = {"epoch": num(point.get("epoch", i)), "step": num(point.get("step"))}
+                rows.extend(base | at | {"dim": d, "kl": num(v)} for d, v in enumerate(dims))
+    return pd.DataFrame(rows, columns=["dataset", "size", "label", "seed", "epoch", "step", "dim", "kl"])
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:

@@ -159,7 +159,50 @@ def time_ratio(runs: pd.DataFrame, pal: dict) -> Figure | None:
     return fig
 
 
-def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict) -> list[tuple[str, str, str]]:
+def kl_heatmaps(dims: pd.DataFrame, order: list[str]) -> Figure | None:
+    """One heatmap per method (its first seed): KL of every latent dimension (rows, sorted by their final KL) at
+    every curve point (columns), on one shared colour scale. Units are not comparable across seeds, so seeds are
+    not averaged."""
+    labels = [lab for lab in order if (dims["label"] == lab).any()]
+    if not labels:
+        return None
+    ncols = min(4, len(labels))
+    nrows = math.ceil(len(labels) / ncols)
+    fig = Figure(figsize=(2.9 * ncols + 1.0, 2.3 * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    vmax = max(float(dims["kl"].quantile(0.99)), 1e-3)
+    norm = mpl.colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax)
+    image = None
+    for ax, lab in zip(axes.flat, labels):
+        mine = dims[dims["label"] == lab]
+        seed = sorted(mine["seed"].unique(), key=lambda s: (len(s), s))[0]
+        grid = mine[mine["seed"] == seed].pivot_table(index="dim", columns="epoch", values="kl", aggfunc="mean")
+        grid = grid.sort_values(grid.columns[-1], ascending=False)
+        epochs = grid.columns.to_numpy(dtype=float)
+        image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="magma", norm=norm, interpolation="nearest",
+                          extent=(0, epochs.max(), len(grid), 0))
+        ax.set_title(plain(_wrap(lab)), fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(f"unit (seed {seed})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(False)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.set_axis_off()
+    fig.colorbar(image, ax=axes, shrink=0.6, label="KL per unit (nats)")
+    return fig
+
+
+def _wrap(label: str, width: int = 30) -> str:
+    """Long labels (method(params...)) on two lines at a comma, so that a small panel's title is not cut."""
+    if len(label) <= width or ", " not in label:
+        return label
+    cut = label.rfind(", ", 0, width)
+    cut = label.find(", ") if cut < 0 else cut
+    return label[:cut + 1] + "\n" + label[cut + 2:]
+
+
+def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
+                dims_frame: pd.DataFrame | None = None) -> list[tuple[str, str, str]]:
     """(title, svg, error) for each plot the board's data supports; ``pal`` keeps colours across boards.
 
     A plot that cannot be drawn (e.g. values matplotlib cannot scale) yields its error instead of losing the page.
@@ -173,6 +216,11 @@ def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict) -> list[tupl
         ("Probe accuracy against number of labels", lambda: probe(board.runs, pal, scale)),
         ("Training time ratio to vanilla", lambda: time_ratio(board.runs, pal)),
     ]
+    if dims_frame is not None:
+        dims = dims_frame[(dims_frame["dataset"] == board.dataset) & (dims_frame["size"] == board.size)]
+        makers.append(("Where collapse happens: KL of every latent unit over training (validation subset; rows sorted "
+                       "by final KL; first seed; vMF and models without a Gaussian latent record none)",
+                       lambda: kl_heatmaps(dims, [r.label for r in board.rows])))
     out = []
     with _style():
         for i, (title, make) in enumerate(makers):

@@ -86,6 +86,9 @@ def add_time_ratio(df: pd.DataFrame) -> pd.DataFrame:
         return out
     ref = _vanilla(out, "train_seconds", out["train_seconds"] > 0)
     out["time_ratio"] = (out["train_seconds"] / ref).where(out["status"] == "ok")
+    if "seconds_per_step" in out:      # the per-step ratio beside it, paired the same way
+        step = _vanilla(out, "seconds_per_step", out["seconds_per_step"] > 0)
+        out["step_ratio"] = (out["seconds_per_step"] / step).where(out["status"] == "ok")
     return out
 
 

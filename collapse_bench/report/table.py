@@ -105,6 +105,7 @@ class Board:
     paper: list[published.PaperTable] = field(default_factory=list)
     paper_matches: dict[str, list[list[str]]] = field(default_factory=dict)  # table title -> labels per paper row
     plots: list[tuple[str, str, str]] = field(default_factory=list)   # (title, inline svg, error if not drawn)
+    findings: list = field(default_factory=list)    # report.findings.Finding, on boards that hold vanilla
 
     @property
     def anchor(self) -> str:
@@ -123,6 +124,8 @@ def _metrics(runs: pd.DataFrame) -> list[Metric]:
         scale = 100.0 if (runs[probes].abs().max().max() <= 1.0) else 1.0   # fractions shown as %
         out += [Metric(c, f"probe {_count(c[6:])}", "higher", 1, scale, "probe", "% accuracy") for c in probes]
     out.append(Metric("time_ratio", "time ×vanilla", "lower", 2, rank_group="time"))
+    if "step_ratio" in runs and runs["step_ratio"].notna().any():
+        out.append(Metric("step_ratio", "step ×vanilla", "lower", 2))     # shown, not ranked twice with time
     return out
 
 
