@@ -38,6 +38,9 @@ def encode(method: Method, model: TextVAE, split: Split, batch_size: int, device
     return Posterior.cat(posts)[order]
 
 
+IW_SUBSET_SEED = 0      # eval.iw_sentences: the same test sentences for every cell, whatever its run seed
+
+
 @torch.no_grad()
 def elbo_terms(method: Method, model: TextVAE, split: Split, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
     """Per-sentence 1-sample reconstruction -log p(x|z) and closed-form KL (the LM: exact NLL and 0)."""
@@ -128,9 +131,11 @@ def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, devic
 
 def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
     test = corpus.test
-    nll = iw_nll(method, model, test, cfg.iw_samples, cfg.iw_chunk_rows, cfg.batch_size, device)
+    iw_test = test if cfg.iw_sentences is None or cfg.iw_sentences >= len(test) else \
+        test.subset(np.sort(np.random.default_rng(IW_SUBSET_SEED).choice(len(test), cfg.iw_sentences, replace=False)))
+    nll = iw_nll(method, model, iw_test, cfg.iw_samples, cfg.iw_chunk_rows, cfg.batch_size, device)
     rec, kl = elbo_terms(method, model, test, cfg.batch_size, device)
-    metrics = {"nll": float(nll.mean()), "ppl": perplexity(nll, test), "elbo": float((rec + kl).mean()),
+    metrics = {"nll": float(nll.mean()), "ppl": perplexity(nll, iw_test), "iw_sentences": len(iw_test), "elbo": float((rec + kl).mean()),
                "recon": float(rec.mean()), "kl": float(kl.mean()), "mi": 0.0, "au": 0, "probe": {},
                "iw_samples": cfg.iw_samples if model.has_latent else 0, "mi_estimator": MI_ESTIMATOR,
                "test_sentences": len(test), "has_latent": model.has_latent}

@@ -442,3 +442,117 @@ def test_cells_with_overridden_size_fields_get_their_own_board(tmp_path: Path) -
     assert sorted(df["size"].unique()) == ["smoke", "smoke (train.epochs=2)"]
     page = build_report(tmp_path).read_text()
     assert "smoke (train.epochs=2)" in page
+
+
+# --------------------------------------------------------------------------------- the study's page, 17 methods
+
+FIGURE_GEOMETRY_JS = """
+const px = 1.0;
+const out = [];
+for (const svg of document.querySelectorAll('figure svg')) {
+  const title = svg.closest('figure').querySelector('figcaption').textContent;
+  const box = svg.getBoundingClientRect();
+  const axes = [];
+  for (const g of svg.querySelectorAll('g[id^="axes_"]')) {
+    const patch = g.querySelector(':scope > g[id^="patch_"] path');
+    if (patch) { axes.push(patch.getBoundingClientRect()); }
+  }
+  const legends = [...svg.querySelectorAll('g[id^="legend_"]')].map(g => g.getBoundingClientRect());
+  const overlaps = [];
+  for (const l of legends) for (const a of axes) {
+    const w = Math.min(l.right, a.right) - Math.max(l.left, a.left);
+    const h = Math.min(l.bottom, a.bottom) - Math.max(l.top, a.top);
+    if (w > px && h > px) { overlaps.push([w, h]); }
+  }
+  const cut = [];
+  for (const t of svg.querySelectorAll('text')) {
+    const r = t.getBoundingClientRect();
+    if (r.width === 0) { continue; }
+    if (r.left < box.left - px || r.right > box.right + px || r.top < box.top - px || r.bottom > box.bottom + px) {
+      cut.push(t.textContent);
+    }
+  }
+  out.push({title: title, axes: axes.length, legends: legends.length, overlaps: overlaps, cut: cut});
+}
+return out;
+"""
+
+
+def study_records() -> list[dict[str, Any]]:
+    """Every registered method x 3 seeds on short-yelp (probe) and ptb, at size study, with curves inside epochs
+    and the KL of 32 units: the shape of the published study's results."""
+    from collapse_bench import registry
+    recs = []
+    for dataset in ("short-yelp", "ptb"):
+        for k, name in enumerate(registry.names()):
+            for seed in (0, 1, 2):
+                rng = np.random.default_rng([k, seed, len(dataset)])
+                kl = 0.05 if name == "vanilla" else float(k % 7 + rng.uniform(0, 0.3))
+                dims = rng.exponential(kl / 32, size=32)
+                curves = [{"epoch": e / 2, "step": 50 * e, "partial": e % 2 == 1 or None, "kl_weight": min(1.0, e / 4),
+                           "valid_mi": kl / 3 * e / 8, "valid_au": int(min(32, k * 2) * e / 8),
+                           "valid_kl": None if e % 2 else kl * e / 8, "valid_kl_dims": list(dims * e / 8)}
+                          for e in range(1, 9)]
+                metrics = {"nll": 33 + rng.normal(0, 0.2) + k / 10, "ppl": 50.0, "elbo": 34.0, "recon": 33.0,
+                           "kl": kl, "mi": kl / 3, "au": min(32, k * 2), "iw_samples": 500,
+                           "probe": {str(n): {"mean": 0.6 + k / 60 + 0.02 * i, "sd": None, "n": 1}
+                                     for i, n in enumerate(PROBE_LABELS)} if dataset == "short-yelp" else {}}
+                r = record(name, name, seed, dataset=dataset, size="study", metrics=metrics, curves=curves,
+                           train_seconds=60.0 * (1 + (name == "savae") * 30 + (name == "agg") * 8) * (1 + 0.05 * seed))
+                r["label"] = f"{name}(pretrain=none, some_parameter={k})" if k % 3 == 0 else name
+                recs.append(r)
+    return recs
+
+
+@pytest.mark.browser
+def test_study_page_with_every_method_legends_clear_and_no_label_cut(tmp_path: Path) -> None:
+    """The study's page with all 17 methods in headless Chromium: no legend overlaps an axes' plotting area and
+    no text of a figure (axis labels, tick labels, titles, legend entries) falls outside its SVG."""
+    page = build_report(write(tmp_path / "study", study_records()))
+    html = page.read_text(encoding="utf-8")
+    assert html.count("Where collapse happens") == 2 and "Read against the papers" in html
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.get(page.as_uri())
+        figures = driver.execute_script(FIGURE_GEOMETRY_JS)
+        assert len(figures) == 9     # short-yelp: curves, Pareto, probe, time, heatmaps; ptb: no probe
+        for fig in figures:
+            assert fig["axes"] >= 1, fig["title"]
+            assert fig["overlaps"] == [], f"legend covers data in {fig['title']!r}: {fig['overlaps']}"
+            assert fig["cut"] == [], f"text cut in {fig['title']!r}: {fig['cut']}"
+        heat = [f for f in figures if f["title"].startswith("Where collapse happens")]
+        assert len(heat) == 2 and all(f["axes"] >= 17 for f in heat)   # one panel per Gaussian method + colour bar
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
+def test_findings_on_known_answers(tmp_path: Path) -> None:
+    """Each finding's verdict follows its criterion on constructed results (study_records: vanilla KL 0.05, AU 0;
+    every method's AU = 2k for its registry index k)."""
+    from collapse_bench.report.findings import check_findings
+    from collapse_bench.report.stats import add_time_ratio
+    df = add_time_ratio(frame(study_records()))
+    sy = df[df["dataset"] == "short-yelp"]
+    found = {f.id: f for f in check_findings(sy, "short-yelp")}
+    assert found["vanilla-collapses"].verdict == "reproduced"
+    assert "KL 0.05" in found["vanilla-collapses"].evidence
+    # bnvae is registry index 4: AU 8 of 32 -> not every seed at nz; KL 4.x < 32*0.36/2 = 5.76
+    assert found["bnvae"].verdict in ("not reproduced", "partly reproduced")
+    assert "not every seed" in found["bnvae"].evidence
+    # savae trains 31x vanilla: outside 12.8 x 1.5; agg 9x: outside [1.87, 6.9]; bnvae 1x: inside
+    assert found["cost-savae"].verdict == "not reproduced" and "31.00" in found["cost-savae"].evidence
+    assert found["cost-agg"].verdict == "not reproduced"
+    assert found["cost-bnvae"].verdict == "reproduced"
+    ptb = {f.id: f for f in check_findings(df[df["dataset"] == "ptb"], "ptb")}
+    assert ptb["probe-100"].verdict == "not comparable"
+    no_delta = {f.id: f for f in check_findings(sy[sy["method"] != "delta"], "short-yelp")}
+    assert no_delta["delta-floor"].verdict == "not comparable" and "delta" in no_delta["delta-floor"].evidence
+
+
+def test_page_is_a_function_of_the_results(tmp_path: Path) -> None:
+    """Rebuilding on the same results gives the same bytes (no build time on the page): `study` rerun on committed
+    results changes nothing."""
+    run = write(tmp_path / "run", study_records()[:40])
+    first = build_report(run).read_bytes()
+    assert build_report(run).read_bytes() == first

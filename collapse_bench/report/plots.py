@@ -65,8 +65,19 @@ def _legend_outside(fig: Figure, axes: list[Axes]) -> None:
                 labels.append(label)
         if ax.get_legend():
             ax.get_legend().remove()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", frameon=False)   # constrained layout makes room
+    if not handles:
+        return
+    # Constrained layout makes room outside the axes. A list that fits the height goes on the right, one column;
+    # a long one (17 methods) goes below in as many columns as the width holds, and the figure grows to hold it.
+    row_pt = mpl.rcParams["font.size"] * 1.9                       # one entry with the default spacing
+    if len(handles) * row_pt <= fig.get_figheight() * 72 - 16:
+        fig.legend(handles, labels, loc="outside right center", frameon=False)
+        return
+    entry_pt = max(len(lab) for lab in labels) * mpl.rcParams["font.size"] * 0.62 + 34   # text + marker + gap
+    ncols = max(1, int(fig.get_figwidth() * 72 // entry_pt))
+    nrows = math.ceil(len(handles) / ncols)
+    fig.set_figheight(fig.get_figheight() + (nrows * row_pt + 12) / 72)
+    fig.legend(handles, labels, loc="outside lower center", frameon=False, ncols=ncols)
 
 
 def curves(points: pd.DataFrame, pal: dict) -> Figure | None:
