@@ -252,3 +252,31 @@ def test_list_says_which_paper_row_each_default_reproduces_and_presets_run(capsy
                  "--no-report", "--out", str(tmp_path / "p")]) == 0
     (rec,) = [json.loads(f.read_text()) for f in (tmp_path / "p" / "results").glob("*.json")]
     assert rec["preset"] == "vae" and rec["label"] == "preset:vae" and rec["config"]["train"]["lr"] == 1.0
+
+
+# --- the study ---------------------------------------------------------------------------------------------
+def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_path, capsys):
+    """`study` covers every registered method x STUDY_DATASETS x STUDY_SEEDS at size study; on a folder where
+    every cell is finished it starts no worker, and the page it rebuilds is byte-identical."""
+    from collapse_bench import registry
+    from collapse_bench.config import STUDY_DATASETS, STUDY_SEEDS
+    from collapse_bench.sweep import expand
+    specs = expand(registry.names(), list(STUDY_DATASETS), ["study"], list(STUDY_SEEDS))
+    assert len(specs) == len(registry.names()) * len(STUDY_DATASETS) * len(STUDY_SEEDS)
+    store = ResultStore(tmp_path / "study")
+    for i, s in enumerate(specs):
+        r = rec(s.method, s.seed, 30.0 + i % 7, 10.0 + i % 5)
+        store.write(r | {"cell": s.cell, "dataset": s.dataset, "size": "study", "label": s.label, "params": s.params})
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").glob("*.json")}
+    assert main(["study", "--out", str(tmp_path / "study")]) == 0
+    assert f"{len(specs)} cells: {len(specs)} already done" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").glob("*.json")} == stamps
+    page = (tmp_path / "study" / "leaderboard.html").read_bytes()
+    assert main(["study", "--out", str(tmp_path / "study")]) == 0
+    assert (tmp_path / "study" / "leaderboard.html").read_bytes() == page
+    assert (tmp_path / "study" / "findings.md").is_file()
+
+
+def test_study_refuses_settings_that_would_change_it(tmp_path, capsys):
+    assert main(["study", "--out", str(tmp_path / "s"), "--set", "train.epochs=1"]) == 2
+    assert "configuration is fixed" in capsys.readouterr().err and not (tmp_path / "s").exists()

@@ -183,3 +183,30 @@ def test_sweeps_start_the_dearest_cells_first(tmp_path):
     from collapse_bench.sweep import pending
     specs = expand(["vanilla", "bnvae", "fb", "savae"], ["synthetic"], ["smoke"], [0])
     assert [s.method for s in pending(specs, tmp_path)] == ["savae", "fb", "vanilla", "bnvae"]  # fb: AE + FB
+
+
+def test_curve_points_inside_epochs_are_latent_only_and_not_timed():
+    """train.curve_points_per_epoch=3 adds two points inside each epoch (MI, AU, KL per unit; no validation loss)
+    at fractional epochs; `epochs` still counts whole epochs and the step time is unchanged in kind."""
+    rec = run_cell(CellSpec("vanilla", "synthetic", "smoke", 0, overrides={"train": {"curve_points_per_epoch": 3}}))
+    assert rec["status"] == "ok", rec["error"]
+    partial = [c for c in rec["curves"] if c.get("partial")]
+    whole = [c for c in rec["curves"] if not c.get("partial")]
+    assert [c["epoch"] for c in whole] == [1, 2] and rec["timing"]["epochs"] == 2
+    assert len(partial) == 4 and all(0 < c["epoch"] % 1 < 1 for c in partial)
+    assert all("valid_loss" not in c and len(c["valid_kl_dims"]) == 16 and "valid_mi" in c for c in partial)
+    steps = [c["step"] for c in rec["curves"]]
+    assert steps == sorted(steps)
+
+
+def test_iw_nll_on_a_fixed_subset_of_test_sentences():
+    """eval.iw_sentences scores IW-NLL on the same seeded subset whatever the run seed; other metrics keep the
+    whole test split."""
+    over = {"eval": {"iw_sentences": 60}, "train": {"epochs": 1}}
+    a, b = (run_cell(CellSpec("lm", "synthetic", "smoke", seed, overrides=over)) for seed in (0, 1))
+    assert a["metrics"]["iw_sentences"] == b["metrics"]["iw_sentences"] == 60
+    assert a["metrics"]["test_sentences"] == 200
+    full = run_cell(CellSpec("lm", "synthetic", "smoke", 0, overrides={"train": {"epochs": 1}}))
+    assert full["metrics"]["iw_sentences"] == 200 and full["metrics"]["nll"] != a["metrics"]["nll"]
+    with pytest.raises(ConfigError, match="iw_sentences"):
+        size_config("smoke", "synthetic").replace(eval={"iw_sentences": 0})

@@ -46,7 +46,7 @@ def _info(df: pd.DataFrame, loaded: Loaded) -> dict[str, str]:
                                f"device {u('device')}", f"threads {threads}"]),
         "datasets": u("dataset"), "sizes": u("size"), "seeds": _seeds(df.get("seed", [])),
         "cells": f"{len(df)} ({n_ok} ok, {len(df) - n_ok} failed)",
-        "protocol": f"IW samples {u('iw_samples')}; MI estimator {u('mi_estimator')}",
+        "protocol": f"IW samples {u('iw_samples')} on {u('iw_sentences')} test sentences; MI estimator {u('mi_estimator')}",
         "source": loaded.source,
     }
 

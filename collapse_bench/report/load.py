@@ -165,7 +165,8 @@ def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
     pk = prov.get("packages")
     row["torch"] = str(pk["torch"]) if isinstance(pk, dict) and pk.get("torch") else None
     row["device"] = str(cfg["device"]) if cfg.get("device") else None
-    row |= {k: (None if metrics.get(k) is None else str(metrics[k])) for k in ("iw_samples", "mi_estimator")}
+    row |= {k: (None if metrics.get(k) is None else str(metrics[k]))
+            for k in ("iw_samples", "iw_sentences", "mi_estimator")}
     row |= _probe(metrics)
     return row
 
