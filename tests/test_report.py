@@ -556,3 +556,27 @@ def test_page_is_a_function_of_the_results(tmp_path: Path) -> None:
     run = write(tmp_path / "run", study_records()[:40])
     first = build_report(run).read_bytes()
     assert build_report(run).read_bytes() == first
+
+
+PUBLISHED_STUDY = Path(__file__).resolve().parents[1] / "reports" / "study"
+
+
+@pytest.mark.browser
+def test_the_published_study_page_in_headless_chromium(tmp_path: Path) -> None:
+    """The committed study page, rebuilt from its committed raw results into a temporary folder (so that the page
+    checked is the one this code builds): every method on both boards, legends clear of the data, no text cut."""
+    if not (PUBLISHED_STUDY / "results").is_dir():
+        pytest.skip("reports/study/results is not there (the study has not been published yet)")
+    shutil.copytree(PUBLISHED_STUDY / "results", tmp_path / "study" / "results")
+    page = build_report(tmp_path / "study")
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.get(page.as_uri())
+        figures = driver.execute_script(FIGURE_GEOMETRY_JS)
+        assert figures
+        for fig in figures:
+            assert fig["overlaps"] == [], f"legend covers data in {fig['title']!r}: {fig['overlaps']}"
+            assert fig["cut"] == [], f"text cut in {fig['title']!r}: {fig['cut']}"
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
