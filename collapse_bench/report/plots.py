@@ -67,15 +67,18 @@ def _legend_outside(fig: Figure, axes: list[Axes]) -> None:
             ax.get_legend().remove()
     if not handles:
         return
-    # Constrained layout makes room outside the axes. A list that fits the height goes on the right, one column;
-    # a long one (17 methods) goes below in as many columns as the width holds, and the figure grows to hold it.
-    row_pt = mpl.rcParams["font.size"] * 1.9                       # one entry with the default spacing
-    if len(handles) * row_pt <= fig.get_figheight() * 72 - 16:
+    # Constrained layout makes room outside the axes. A list that fits beside the axes goes on the right, one
+    # column; a long one (17 methods) goes below in as many columns as the width holds, and the figure grows.
+    labels = [wrap(lab) for lab in labels]
+    row_pt = mpl.rcParams["font.size"] * 1.9                       # one line of an entry with the default spacing
+    lines = sum(lab.count("\n") + 1 for lab in labels)
+    entry_pt = max(len(line) for lab in labels for line in lab.split("\n")) * mpl.rcParams["font.size"] * 0.62 + 34
+    if lines * row_pt <= fig.get_figheight() * 72 - 16 and entry_pt <= fig.get_figwidth() * 72 * 0.45:
         fig.legend(handles, labels, loc="outside right center", frameon=False)
         return
-    entry_pt = max(len(lab) for lab in labels) * mpl.rcParams["font.size"] * 0.62 + 34   # text + marker + gap
     ncols = max(1, int(fig.get_figwidth() * 72 // entry_pt))
-    nrows = math.ceil(len(handles) / ncols)
+    tallest = max(lab.count("\n") + 1 for lab in labels)
+    nrows = math.ceil(len(handles) / ncols) * tallest
     fig.set_figheight(fig.get_figheight() + (nrows * row_pt + 12) / 72)
     fig.legend(handles, labels, loc="outside lower center", frameon=False, ncols=ncols)
 
@@ -159,12 +162,13 @@ def time_ratio(runs: pd.DataFrame, pal: dict) -> Figure | None:
     ok = runs[(runs["status"] == "ok") & runs["time_ratio"].notna()][["label", "time_ratio"]]
     if ok.empty:
         return None
-    ok = ok.assign(label=ok["label"].map(plain))
+    ok = ok.assign(label=ok["label"].map(lambda lab: wrap(plain(lab))))
     order = ok.groupby("label")["time_ratio"].mean().sort_values().index.tolist()
-    fig = Figure(figsize=(5.6, 0.5 + 0.32 * len(order)), layout="constrained")
+    lines = sum(lab.count("\n") + 1 for lab in order)
+    fig = Figure(figsize=(5.6, 0.7 + 0.16 * lines + 0.16 * len(order)), layout="constrained")
     ax = fig.subplots()
-    sns.barplot(ok, x="time_ratio", y="label", hue="label", order=order, palette=pal, errorbar=t_band,
-                legend=False, ax=ax)
+    sns.barplot(ok, x="time_ratio", y="label", hue="label", order=order, palette={wrap(k): v for k, v in pal.items()},
+                errorbar=t_band, legend=False, ax=ax)
     ax.axvline(1.0, color="black", lw=1, ls="--")
     ax.set(xlabel="training time / vanilla (same seed) ↓", ylabel="", title="Wall-clock ratio to vanilla")
     return fig
@@ -192,7 +196,7 @@ def kl_heatmaps(dims: pd.DataFrame, order: list[str]) -> Figure | None:
         epochs = grid.columns.to_numpy(dtype=float)
         image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="magma", norm=norm, interpolation="nearest",
                           extent=(0, epochs.max(), len(grid), 0))
-        ax.set_title(plain(_wrap(lab)), fontsize=8)
+        ax.set_title(plain(wrap(lab, 34)), fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(f"unit (seed {seed})", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -203,13 +207,18 @@ def kl_heatmaps(dims: pd.DataFrame, order: list[str]) -> Figure | None:
     return fig
 
 
-def _wrap(label: str, width: int = 30) -> str:
-    """Long labels (method(params...)) on two lines at a comma, so that a small panel's title is not cut."""
-    if len(label) <= width or ", " not in label:
-        return label
-    cut = label.rfind(", ", 0, width)
-    cut = label.find(", ") if cut < 0 else cut
-    return label[:cut + 1] + "\n" + label[cut + 2:]
+def wrap(label: str, width: int = 36) -> str:
+    """A long label (method(param=..., ...)) on several lines, broken after commas, so that a legend, a tick label
+    or a small panel's title fits the figure instead of squeezing the axes to nothing."""
+    lines, line = [], ""
+    for part in label.split(", "):
+        piece = part if not line else f"{line}, {part}"
+        if line and len(piece) > width:
+            lines.append(line + ",")
+            line = part
+        else:
+            line = piece
+    return "\n".join([*lines, line])
 
 
 def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
