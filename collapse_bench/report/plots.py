@@ -49,6 +49,9 @@ def _style() -> Iterator[None]:
 
 
 def to_svg(fig: Figure, salt: str) -> str:
+    engine = fig.get_layout_engine()
+    if engine is not None:    # margins for the browser's font, which can be wider than matplotlib's metrics
+        engine.set(w_pad=0.12, h_pad=0.08)
     buf = io.StringIO()
     with mpl.rc_context({"svg.hashsalt": salt}):   # ids unique per figure: several SVGs share one document
         fig.savefig(buf, format="svg", metadata={"Date": None})
