@@ -35,22 +35,31 @@ def main() -> None:
     ap.add_argument("--method", required=True, choices=sorted(METHODS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shuffled-train", action="store_true",
+                    help="train on a seeded shuffle of the training file (result tagged 'original-shuffled'): the "
+                         "file is in pool order, and this tests what that order does to the original's batches")
     a = ap.parse_args()
-    out = RESULTS / f"original__{a.method}__seed{a.seed}.json"
+    tag = "-shuffled" if a.shuffled_train else ""
+    out = RESULTS / f"original{tag}__{a.method}__seed{a.seed}.json"
     if out.exists():
         print(f"{out} exists; delete it to rerun")
         return
     torch.set_num_threads(a.threads)
     torch.Tensor.cuda = lambda self, *args, **kw: self   # CPU
     data = WORK / "data"
-    run_dir = WORK / "original" / f"{a.method}__seed{a.seed}"
+    run_dir = WORK / f"original{tag}" / f"{a.method}__seed{a.seed}"
+    train_file = data / "train.txt"
+    if a.shuffled_train:
+        lines = train_file.read_text().splitlines(keepends=True)
+        train_file = data / "train_shuffled.txt"       # the same sentences; order from a fixed seed, not the run's
+        train_file.write_text("".join(lines[i] for i in np.random.default_rng(0).permutation(len(lines))))
     sys.path.insert(0, a.code)
     os.chdir(a.code)   # the script imports its packages relative to its folder
     cfg = types.ModuleType("config.config_parity")
     cfg.params = {"enc_type": "lstm", "dec_type": "lstm", "nz": BUDGET["nz"], "ni": BUDGET["emb"],
                   "enc_nh": BUDGET["hidden"], "dec_nh": BUDGET["hidden"], "log_niter": 50,
                   "dec_dropout_in": 0.5, "dec_dropout_out": 0.5, "batch_size": BUDGET["batch_size"],
-                  "epochs": BUDGET["epochs"], "test_nepoch": 5, "train_data": str(data / "train.txt"),
+                  "epochs": BUDGET["epochs"], "test_nepoch": 5, "train_data": str(train_file),
                   "val_data": str(data / "valid.txt"), "test_data": str(data / "test1000.txt"), "label": True}
     sys.modules["config.config_parity"] = cfg
     script = importlib.import_module("text_anneal_fb")
@@ -116,7 +125,7 @@ def main() -> None:
     probe_std = probe_standardised(feats, labels)
     eval_wall = time.perf_counter() - t1
     starts = [t0] + epoch_ends[:-1]
-    record = {"implementation": "original", "code": "valdersoul/bn-vae text_anneal_fb.py", "method": a.method,
+    record = {"implementation": "original", "train_order": "shuffled" if a.shuffled_train else "pool", "code": "valdersoul/bn-vae text_anneal_fb.py", "method": a.method,
               "seed": a.seed, "flags": sys.argv[1:], "budget": BUDGET,
               "metrics": {"iw_nll": float(iw_nll), "iw_ppl": float(iw_ppl), "kl": float(kl), "mi": float(mi),
                           "au": int(au), "elbo_nll": float(nll_elbo), "probe_raw_mu": probe,
