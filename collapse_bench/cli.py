@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 from . import registry
@@ -120,7 +122,8 @@ def baseline_table(records: list[dict]) -> str:
     """Each non-vanilla method's mean paired difference to vanilla (the report's pairing: same dataset, size with
     its --set overrides, and seed) and its training-time ratio; '' when the records hold no such method."""
     from .report.load import frame, probe_key
-    from .report.stats import VANILLA, add_time_ratio, add_vanilla_deltas
+    from .registry import VANILLA
+    from .report.stats import add_time_ratio, add_vanilla_deltas
     df = add_vanilla_deltas(add_time_ratio(frame(records)))
     ok = df[(df["status"] == "ok") & (df["method"] != VANILLA)]
     if ok.empty:
@@ -143,7 +146,7 @@ def baseline_table(records: list[dict]) -> str:
 
 def cmd_run(args) -> int:
     from .progress import SweepProgress
-    from .report.stats import VANILLA
+    from .registry import VANILLA
     from .sweep import expand, pending, run_sweep
     from .sweep import SECTIONS, expand_presets
     preset_names = _csv(args.presets or "")
@@ -172,7 +175,9 @@ def cmd_run(args) -> int:
     print(f"{head} {where}" if todo else head, file=sys.stderr)
     try:
         with SweepProgress(len(todo)) as progress:
-            records = run_sweep(specs, args.out, executor, overwrite=args.overwrite, on_result=progress.finish,
+            on_result = progress.finish if args.no_report else \
+                _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1))
+            records = run_sweep(specs, args.out, executor, overwrite=args.overwrite, on_result=on_result,
                                 on_start=progress.start, on_step=progress.step)
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; rerun the same command to run what is missing", file=sys.stderr)
@@ -184,6 +189,21 @@ def cmd_run(args) -> int:
         from .report import build_report
         print(f"leaderboard: {build_report(args.out, warn=_warn)}")
     return 0 if all(r["status"] == "ok" for r in records) else 1
+
+
+def _warm_report_when_a_core_idles(on_result, cells: int, workers: int):
+    """Wrap on_result: once fewer cells remain running than there are workers (nothing pending, a core idle),
+    import the report's libraries (pandas, matplotlib, seaborn, jinja2: seconds) on a thread, so the page is built
+    right after the last cell instead of after those imports too."""
+    done = 0
+
+    def wrapped(record: dict) -> None:
+        nonlocal done
+        done += 1
+        on_result(record)
+        if workers > 1 and done == max(1, cells - workers + 1):
+            threading.Thread(target=importlib.import_module, args=("collapse_bench.report.build",), daemon=True).start()
+    return wrapped
 
 
 def _warn(message: str) -> None:

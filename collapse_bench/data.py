@@ -10,8 +10,10 @@ import difflib
 import functools
 import gzip
 import hashlib
+import inspect
 import json
 import os
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 DATASETS: tuple[str, ...] = ("synthetic", "ptb", "short-yelp", "yahoo-mini", "yelp", "yahoo")
 ENV_VAR = "COLLAPSE_BENCH_DATA"
+CACHE_ENV_VAR = "COLLAPSE_BENCH_CACHE"
 
 
 class DataError(ValueError):
@@ -290,15 +293,65 @@ _SYN_CHUNK = 1024
 
 @functools.lru_cache(maxsize=1)
 def _synthetic_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids [N, 10] with the specials' offset, mixture component [N], z [N, 2]); read-only, cached."""
-    # One thread: the result cannot depend on the caller's thread count, and on a busy machine two BLAS
-    # threads run this several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """(ids [N, 10] with the specials' offset, mixture component [N], z [N, 2]); read-only, cached in this process
+    and on disk (`cache_dir()`): generating costs ~3 s of one core, paid by every worker process of a sweep."""
+    path = _synthetic_cache_file()
+    arrays = _read_cached(path) if path else None
+    if arrays is None:
+        # One thread: the result cannot depend on the caller's thread count, and on a busy machine two BLAS
+        # threads run this several times slower than one.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            arrays = _generate_synthetic()
+        finally:
+            torch.set_num_threads(threads)
+        if path:
+            _write_cached(path, arrays)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+def cache_dir() -> Path | None:
+    """Where generated corpora are kept between processes: $COLLAPSE_BENCH_CACHE (`off` disables), else
+    $XDG_CACHE_HOME/collapse_bench, else ~/.cache/collapse_bench."""
+    env = os.environ.get(CACHE_ENV_VAR, "")
+    if env.lower() in ("off", "0", "none"):
+        return None
+    return Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "collapse_bench"
+
+
+def _synthetic_cache_file() -> Path | None:
+    """The file name carries a hash of everything the corpus depends on (the generator's code and constants, torch's
+    version), so a changed generator never reads an old file."""
+    root = cache_dir()
+    if root is None:
+        return None
+    key = repr((inspect.getsource(_generate_synthetic), SYNTHETIC_SEED, SYNTHETIC_CENTERS.tolist(), SYNTHETIC_SIZES,
+                _SYN_V, _SYN_EMB, _SYN_HID, _SYN_NZ, _SYN_LEN, len(SPECIALS), torch.__version__))
+    return root / f"synthetic-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _read_cached(path: Path) -> tuple[np.ndarray, ...] | None:
+    n = sum(SYNTHETIC_SIZES.values())
     try:
-        return _generate_synthetic()
-    finally:
-        torch.set_num_threads(threads)
+        with np.load(path, allow_pickle=False) as f:
+            arrays = (f["ids"], f["labels"], f["z"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent, unreadable, truncated: generate
+        return None
+    ok = [a.shape for a in arrays] == [(n, _SYN_LEN), (n,), (n, _SYN_NZ)]
+    return arrays if ok else None
+
+
+def _write_cached(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, ids=arrays[0], labels=arrays[1], z=arrays[2])
+        os.replace(tmp, path)                   # atomic: a reader sees the whole file or none
+    except OSError:
+        tmp.unlink(missing_ok=True)             # a read-only home only costs the next process the generation
 
 
 def _generate_synthetic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -333,10 +386,7 @@ def _generate_synthetic() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # inverse-CDF sample from softmax(logits): one uniform per token, much cheaper than multinomial
             cdf = torch.softmax(torch.addmm(z_logits, h, w_out.T), 1).cumsum_(1)
             xs[:, t] = torch.searchsorted(cdf, uc[:, t - 1:t] * cdf[:, -1:], right=True).squeeze(1).clamp_max(V - 1)
-    arrays = ((ids + len(SPECIALS)).numpy(), comp.numpy().astype(np.int64), z.numpy().astype(np.float32))
-    for a in arrays:
-        a.flags.writeable = False
-    return arrays
+    return (ids + len(SPECIALS)).numpy(), comp.numpy().astype(np.int64), z.numpy().astype(np.float32)
 
 
 def _synthetic(seed: int) -> Corpus:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .method import Method
 
 ENTRY_POINT_GROUP = "collapse_bench.methods"
+VANILLA = "vanilla"      # the baseline every sweep and the report compare with
 
 _METHODS: dict[str, type["Method"]] = {}
 _ALIASES: dict[str, str] = {}

@@ -6,6 +6,13 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Generated corpora are cached in a folder of this test session (worker processes inherit it), not in ~/.cache."""
+    if "COLLAPSE_BENCH_CACHE" not in os.environ:
+        import tempfile
+        os.environ["COLLAPSE_BENCH_CACHE"] = tempfile.mkdtemp(prefix="collapse_bench_cache_")
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     """One Ray per test module; workers can import the test modules (test-only methods register there)."""

@@ -199,6 +199,27 @@ def test_synthetic_sizes_labels_and_determinism(synthetic):
     assert all(np.array_equal(again.latent[k], c.latent[k]) for k in ("train", "valid", "test"))
 
 
+def test_synthetic_corpus_disk_cache_round_trips_and_never_trusts_a_bad_file(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv(D.CACHE_ENV_VAR, str(tmp_path))
+    D._synthetic_arrays.cache_clear()
+    try:
+        D._synthetic_arrays()                                   # generated here (empty cache), then written
+        (path,) = tmp_path.glob("synthetic-*.npz")
+        D._synthetic_arrays.cache_clear()
+        assert load_corpus("synthetic", None).fingerprint() == SYNTHETIC_FINGERPRINT   # read back from the file
+        arrays = D._read_cached(path)
+        assert arrays is not None and [a.dtype for a in arrays] == [np.int64, np.int64, np.float32]
+        path.write_bytes(path.read_bytes()[:4096])              # a truncated file (a writer killed mid-way)
+        assert D._read_cached(path) is None
+        D._write_cached(path, tuple(a[:10] for a in arrays))    # another generator's shapes
+        assert D._read_cached(path) is None
+        assert D._read_cached(tmp_path / "absent.npz") is None
+        monkeypatch.setenv(D.CACHE_ENV_VAR, "off")
+        assert D._synthetic_cache_file() is None
+    finally:
+        D._synthetic_arrays.cache_clear()
+
+
 def test_synthetic_labels_are_the_latent_component_and_shape_the_text(synthetic):
     c = synthetic
     for key in ("train", "test"):

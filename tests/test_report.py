@@ -231,6 +231,10 @@ def test_tie_marking_on_known_numbers() -> None:
     assert a.lo == pytest.approx(101 - 4.302653 / math.sqrt(3), abs=1e-5)   # t_{0.975,2} = 4.302653
     assert welch_p(a, b) == pytest.approx(0.5734, abs=1e-3) and tied(a, b)
     assert welch_p(a, c) < 0.001 and not tied(a, c)
+    # unequal sizes and variances (Welch-Satterthwaite df) and one side without variance; scipy.stats.ttest_ind(...,
+    # equal_var=False) gives 0.442783 and 0.004813
+    assert welch_p(summarize([1, 2, 3, 4, 5]), summarize([2, 4, 9])) == pytest.approx(0.4427830, abs=1e-6)
+    assert welch_p(summarize([1, 2, 3, 4, 5]), summarize([7, 7, 7])) == pytest.approx(0.0048127, abs=1e-6)
     assert mark_best({"a": a, "b": b, "c": c, "d": None}, "lower") == ({"a"}, {"b"})
     assert mark_best({"a": a, "b": b, "c": c}, "higher") == ({"c"}, set())
     assert mark_best({"a": a, "b": b}, None) == (set(), set())                # KL: no direction, no best

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special   # not scipy.stats: its import alone is ~1 s of every `report`
 
-VANILLA = "vanilla"
+from ..registry import VANILLA
+
 ALPHA = 0.05
 
 
@@ -30,7 +31,7 @@ def summarize(values: Iterable[float]) -> Summary | None:
     if x.size < 2:
         return Summary(1, mean, math.nan, math.nan, math.nan)
     sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(1 - ALPHA / 2, x.size - 1)) * sd / math.sqrt(x.size)
+    half = float(special.stdtrit(x.size - 1, 1 - ALPHA / 2)) * sd / math.sqrt(x.size)
     return Summary(int(x.size), mean, sd, mean - half, mean + half)
 
 
@@ -38,7 +39,9 @@ def welch_p(a: Summary, b: Summary) -> float:
     """Two-sided Welch t-test p-value; NaN when it cannot be computed (n < 2, or no variance on either side)."""
     if a.n < 2 or b.n < 2 or (a.sd == 0 and b.sd == 0):
         return math.nan
-    return float(stats.ttest_ind_from_stats(a.mean, a.sd, a.n, b.mean, b.sd, b.n, equal_var=False).pvalue)
+    va, vb = a.sd ** 2 / a.n, b.sd ** 2 / b.n
+    df = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))     # Welch-Satterthwaite
+    return float(2 * special.stdtr(df, -abs(a.mean - b.mean) / math.sqrt(va + vb)))
 
 
 def tied(best: Summary, other: Summary) -> bool:
