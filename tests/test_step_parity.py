@@ -6,7 +6,8 @@ trained on them, the reparameterisation noise and decoder-dropout masks it drew,
 loss, reconstruction, KL, per-group gradient norms before and after clipping, and its parameters after the step.
 Here OUR Trainer / Method code path replays the same batches and noise from the same weights
 (Method.train_step -> Method.loss -> Trainer.optimize, i.e. our annealing, loss, joint clipping and SGD) and every
-recorded figure must agree to 1e-5 relative, for vanilla and BN-VAE (gamma 0.7).
+recorded figure must agree to 1e-5 relative, for vanilla, BN-VAE (gamma 0.7) and δ-VAE (delta 0.1: the original's
+--fb 3, whose encoder bounds sigma and mu so that every unit's KL is at least delta).
 
 The noise is injected on both sides at the same two points: the standard normals of the reparameterisation
 (torch.randn here, Tensor.normal_ in the original) and F.dropout (both decoders use nn.Dropout(0.5) on the input
@@ -301,9 +302,11 @@ def test_fixture_covers_what_it_should(fx):
             assert post == pytest.approx(fx["config"]["clip"], rel=1e-4)
     runs = fx["runs"]
     assert "bn" in runs["bnvae"]["steps"][0]["grad_pre"] and "bn" not in runs["vanilla"]["steps"][0]["grad_pre"]
+    delta = runs["delta"]["params"]["delta"]
+    assert all(s["kl"] >= fx["config"]["nz"] * delta for s in runs["delta"]["steps"]), "δ-VAE's KL floor nz·δ"
 
 
-@pytest.mark.parametrize("name", ["vanilla", "bnvae"])
+@pytest.mark.parametrize("name", ["vanilla", "bnvae", "delta"])
 def test_steps_agree_with_the_original(fx, name):
     check(fx, name)
 
@@ -322,7 +325,7 @@ def test_parity_catches_per_part_clipping(fx, monkeypatch):
         for o in self.optimizers:
             o.step()
     monkeypatch.setattr(Trainer, "optimize", per_part)
-    for name in ("vanilla", "bnvae"):
+    for name in ("vanilla", "bnvae", "delta"):
         steps = fx["runs"][name]["steps"]
         # clip_total is what the first clip_grad_norm_ call returns (the encoder's norm alone here): leave it out
         diffs = [{k: v for k, v in d.items() if k != "clip_total"} for d in differences(steps, replay(fx, name))]

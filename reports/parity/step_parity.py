@@ -16,7 +16,7 @@ Our side replays the recorded batches and noise from the original's initial weig
 
 Model: emb 8, hidden 16 (encoder and decoder, as the original forces enc_nh = dec_nh), nz 4, dropout 0.5;
 batch size 6; SGD lr 1; clip 5; KL weight from 0.1 over warm_up=1 epoch of N/batch iterations (N = 66).
-Runs: vanilla (no flags) and BN-VAE (--gamma 0.7), 10 steps each; plus a probe that puts the vocabulary's last id
+Runs: vanilla (no flags), BN-VAE (--gamma 0.7) and δ-VAE (--fb 3 --delta 0.1), 10 steps each; plus a probe that puts the vocabulary's last id
 (29) in the data, where the original's nn.Embedding(..., padding_idx=-1) freezes that decoder embedding row.
 
 Findings (torch 2.13 CPU): with Method.kl_weight raising the weight before each update (as the original's loop
@@ -54,7 +54,9 @@ CONFIG = dict(emb=8, hidden=16, nz=4, dropout=0.5, batch_size=6, lr=1.0, clip=5.
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(4, 30)]
 LENGTH_COUNTS = {4: 12, 5: 8, 6: 10, 9: 12, 11: 6, 14: 12, 25: 6}   # 66 sentences -> 12 batches, all of >= 2
 METHODS = {"vanilla": dict(method="vanilla", params={}, flags=[]),
-           "bnvae": dict(method="bnvae", params={"gamma": 0.7}, flags=["--gamma", "0.7"])}
+           "bnvae": dict(method="bnvae", params={"gamma": 0.7}, flags=["--gamma", "0.7"]),
+           # its DeltaGaussianLSTMEncoder: the same LSTM and linear map as the Gaussian one, no mu_bn
+           "delta": dict(method="delta", params={"delta": 0.1}, flags=["--fb", "3", "--delta", "0.1"])}
 
 # Our state-dict names -> the original's (modules/encoders/enc_lstm.py GaussianLSTMEncoder, modules/decoders/
 # dec_lstm.py LSTMDecoder inside modules/vae.py VAE). BN entries only for BN-VAE.
