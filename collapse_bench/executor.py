@@ -368,7 +368,9 @@ def _method_module(spec) -> str | None:
 
 def _worker(conn: Connection, steps: bool) -> None:
     """A process worker: run the cells sent to it, one at a time, until told to stop (None) or orphaned."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)          # the driver stops its workers itself
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked since the driver started us
     while True:
         try:
             task = conn.recv()
@@ -426,13 +428,25 @@ def exit_text(code: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
+def _sigint_held():
+    """While a worker starts, SIGINT is blocked in the driver: the worker inherits the blocked mask through
+    exec (so a terminal's Ctrl-C cannot interrupt its start-up; `_worker` then ignores SIGINT and unblocks it),
+    and a Ctrl-C that arrives meanwhile stays pending for the driver, which receives it right after, instead of
+    being lost as it was when the driver ignored SIGINT around the start (where blocking is not available,
+    Windows, it still does that)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
-    finally:
-        if main:
+    elif hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    else:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
             signal.signal(signal.SIGINT, old)
 
 
@@ -454,8 +468,8 @@ class ProcessExecutor:
     def _spawn(self, ctx, steps: bool) -> _Slot:
         parent, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=_worker, args=(child, steps), daemon=True, name="collapse-bench-worker")
-        with _env({k: str(self.threads) for k in BLAS_THREAD_VARS}), _sigint_ignored():
-            proc.start()       # an ignored SIGINT is inherited: Ctrl-C in a terminal reaches only the driver
+        with _env({k: str(self.threads) for k in BLAS_THREAD_VARS}), _sigint_held():
+            proc.start()
         child.close()       # so that the parent's end sees EOF when the worker dies
         return _Slot(proc, parent)
 

@@ -99,6 +99,37 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_cells(tmp_path):
         os.kill(pid, 0)                                                   # the sleeper is gone, and reaped
 
 
+def _ctrl_c_during_worker_start(monkeypatch, to_driver: bool) -> None:
+    """Send SIGINT (a terminal's Ctrl-C) right after a worker process is started, while the driver is inside
+    its start-up window; to the worker always, to the driver if asked."""
+    import multiprocessing.context as mpc
+    real_start = mpc.SpawnProcess.start
+
+    def start_then_ctrl_c(self):
+        real_start(self)
+        os.kill(self.pid, signal.SIGINT)
+        if to_driver:
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(mpc.SpawnProcess, "start", start_then_ctrl_c)
+
+
+def test_a_ctrl_c_while_a_worker_starts_reaches_the_driver(tmp_path, monkeypatch):
+    """The driver used to ignore SIGINT around a worker's start and so lost a Ctrl-C that came then: the sweep
+    ran on. Now SIGINT is held (blocked) meanwhile and delivered right after."""
+    _ctrl_c_during_worker_start(monkeypatch, to_driver=True)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        ProcessExecutor(jobs=1).map(sleepy, [Spec(0, str(tmp_path))], lambda r: None)   # a lost Ctrl-C: it just ends
+    assert time.perf_counter() - t0 < 30
+
+
+def test_a_ctrl_c_while_a_worker_starts_does_not_kill_the_worker(tmp_path, monkeypatch):
+    _ctrl_c_during_worker_start(monkeypatch, to_driver=False)
+    got: list[dict] = []
+    ProcessExecutor(jobs=1).map(sleepy, [Spec(0, str(tmp_path))], got.append)
+    assert [r["status"] for r in got] == ["ok"]
+
+
 def test_serial_executor_passes_steps_to_cells_that_take_them():
     events: list[tuple] = []
     SerialExecutor().map(stepping, [Spec(0)], lambda r: events.append(("done",)),
