@@ -107,8 +107,10 @@ def summary_table(records: list[dict]) -> str:
         m, t = r.get("metrics") or {}, r.get("timing") or {}
         probe = m.get("probe") or {}
         first = min(probe, key=int) if probe else None
+        latent = m.get("has_latent", True)          # KL, MI, AU are not defined without a latent (lm): "–"
+        kl, mi, au = (m.get("kl"), m.get("mi"), m.get("au")) if latent else (None, None, None)
         rows.append((r["label"], r["dataset"], r["size"], str(r["seed"]), r["status"], _fmt(m.get("nll")),
-                     _fmt(m.get("ppl")), _fmt(m.get("kl")), _fmt(m.get("mi")), _fmt(m.get("au"), "d"),
+                     _fmt(m.get("ppl")), _fmt(kl), _fmt(mi), _fmt(au, "d"),
                      f"{probe[first]['mean']:.3f}@{first}" if first else "–", _fmt(t.get("train_seconds"), ".1f")))
     return _columns(rows)
 

@@ -15,7 +15,7 @@ import pytest
 from proc_cells import Spec
 
 from collapse_bench import executor as ex
-from collapse_bench.cli import _executor, baseline_table, build_parser, main
+from collapse_bench.cli import _executor, baseline_table, build_parser, main, summary_table
 from collapse_bench.executor import ProcessExecutor
 from collapse_bench.progress import SweepProgress, cell_line
 from collapse_bench.report import build_report
@@ -76,6 +76,15 @@ def test_baseline_table_pairs_like_the_report():
     assert cols["ΔNLL"] == "+2.00" and cols["time"] == "1.75" and cols["pairs"] == "2"
     assert cols["ΔKL"] == "+0.20" and cols["ΔAU"] == "+0.0" and cols["Δprobe"] == "+0.100@100"   # smallest count
     assert len(table.splitlines()) == 3 and baseline_table([rec("vanilla", 0, 1.0, 1.0)]) == ""
+
+
+def test_summary_shows_no_latent_metrics_for_a_model_without_a_latent():
+    lm = rec("lm", 0, 42.0, 1.0)
+    lm["metrics"].update(kl=0.0, mi=0.0, au=0, probe={}, has_latent=False)   # as evaluate records an LM
+    head, vae_row, lm_row = summary_table([rec("vanilla", 0, 43.0, 1.0), lm]).splitlines()
+    cols = lambda row: dict(zip(head.split(), row.split()))  # noqa: E731
+    assert [cols(lm_row)[k] for k in ("KL", "MI", "AU", "probe")] == ["–"] * 4
+    assert [cols(vae_row)[k] for k in ("KL", "MI", "AU")] == ["4.30", "1.00", "2"]
 
 
 def test_page_shows_differences_to_vanilla(tmp_path):
