@@ -41,6 +41,21 @@ def git_hash() -> str | None:
         return None
 
 
+def git_dirty() -> bool | None:
+    """True when tracked files differ from HEAD (the code that ran is not the commit's); None outside git."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+# Read once, when this process imports the harness: a worker that runs cells for hours records the commit whose
+# code it imported, not whatever HEAD is when a cell starts (someone may commit meanwhile).
+_GIT_AT_IMPORT = {"git": git_hash(), "git_dirty": git_dirty()}
+
+
 def package_versions() -> dict[str, str | None]:
     out = {}
     for p in _PACKAGES:
@@ -53,7 +68,7 @@ def package_versions() -> dict[str, str | None]:
 
 def provenance() -> dict:
     from . import __version__
-    return {"harness_version": __version__, "git": git_hash(), "packages": package_versions(),
+    return {"harness_version": __version__, **_GIT_AT_IMPORT, "packages": package_versions(),
             "python": platform.python_version(), "platform": platform.platform(), "hostname": socket.gethostname(),
             "argv": sys.argv}
 

@@ -59,6 +59,25 @@ def smoke_run(tmp_path_factory):
     return code, out
 
 
+def test_provenance_records_the_commit_imported_and_whether_the_tree_was_dirty(monkeypatch):
+    """The commit is read when the harness is imported, not per cell: a later HEAD (someone committing during a long
+    sweep) must not relabel code a worker imported earlier. Here git stops answering after import."""
+    import subprocess
+
+    from collapse_bench import store
+    first = store.provenance()
+    assert set(first) >= {"git", "git_dirty"} and first["git_dirty"] in (True, False, None)
+    if first["git"] is not None:                                   # inside a git checkout (CI's clone is)
+        assert first["git"] == store.git_hash() and first["git_dirty"] == store.git_dirty()
+
+    def no_git(*a, **k):
+        raise OSError("git is gone")
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert store.git_hash() is None and store.git_dirty() is None
+    later = store.provenance()
+    assert (later["git"], later["git_dirty"]) == (first["git"], first["git_dirty"])
+
+
 def test_run_writes_one_complete_result_file_per_cell(smoke_run):
     code, out = smoke_run
     assert code == 0
