@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "parity"))
-from common import BUDGET, WORK  # noqa: E402
+from common import BUDGET, WORK, register_original_config  # noqa: E402
 
 from collapse_bench.config import ModelConfig, SizeConfig, TrainConfig, EvalConfig  # noqa: E402
 from collapse_bench.data import Batch, DataLimits, bucket_batches, load_corpus  # noqa: E402
@@ -69,12 +68,8 @@ def original(code: Path, vocab_words: list[str], seed: int):
     cwd = os.getcwd()
     os.chdir(code)
     try:
-        cfg = types.ModuleType("config.config_profile")
-        cfg.params = {"enc_type": "lstm", "dec_type": "lstm", "nz": BUDGET["nz"], "ni": BUDGET["emb"],
-                      "enc_nh": BUDGET["hidden"], "dec_nh": BUDGET["hidden"], "log_niter": 50, "dec_dropout_in": 0.5,
-                      "dec_dropout_out": 0.5, "batch_size": BUDGET["batch_size"], "epochs": 1, "test_nepoch": 5,
-                      "train_data": "", "val_data": "", "test_data": ""}
-        sys.modules["config.config_profile"] = cfg
+        register_original_config("profile", emb=BUDGET["emb"], hidden=BUDGET["hidden"], nz=BUDGET["nz"],
+                                 batch_size=BUDGET["batch_size"], epochs=1)
         script = importlib.import_module("text_anneal_fb")
         from data.text_data import VocabEntry
         from modules import GaussianLSTMEncoder, LSTMDecoder, VAE

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -29,6 +31,18 @@ METHODS = {
     "vmf": dict(original=["--fb", "4"], ours=("vmf", {"kappa": 13.0}), init="uniform"),
     "cyclic": dict(original=["--cycle", "2"], ours=("cyclic", {}), init="pytorch"),
 }
+
+
+def register_original_config(dataset: str, *, emb: int, hidden: int, nz: int, batch_size: int, epochs: int,
+                             dropout: float = 0.5, train="", valid="", test="", **extra) -> None:
+    """The BN-VAE code reads its settings from a module `config.config_<dataset>` (`--dataset <dataset>`): register
+    one in memory, so that its files stay untouched."""
+    cfg = types.ModuleType(f"config.config_{dataset}")
+    cfg.params = {"enc_type": "lstm", "dec_type": "lstm", "nz": nz, "ni": emb, "enc_nh": hidden, "dec_nh": hidden,
+                  "log_niter": 50, "dec_dropout_in": dropout, "dec_dropout_out": dropout, "batch_size": batch_size,
+                  "epochs": epochs, "test_nepoch": 5, "train_data": str(train), "val_data": str(valid),
+                  "test_data": str(test), **extra}
+    sys.modules[cfg.__name__] = cfg
 
 
 def data_dir() -> Path:

@@ -21,12 +21,12 @@ import math
 import os
 import sys
 import time
-import types
 
 import numpy as np
 import torch
 
-from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, WORK, probe_raw_mu, probe_standardised, write_result
+from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, WORK, probe_raw_mu, probe_standardised,
+                    register_original_config, write_result)
 
 
 def main() -> None:
@@ -55,13 +55,9 @@ def main() -> None:
         train_file.write_text("".join(lines[i] for i in np.random.default_rng(0).permutation(len(lines))))
     sys.path.insert(0, a.code)
     os.chdir(a.code)   # the script imports its packages relative to its folder
-    cfg = types.ModuleType("config.config_parity")
-    cfg.params = {"enc_type": "lstm", "dec_type": "lstm", "nz": BUDGET["nz"], "ni": BUDGET["emb"],
-                  "enc_nh": BUDGET["hidden"], "dec_nh": BUDGET["hidden"], "log_niter": 50,
-                  "dec_dropout_in": 0.5, "dec_dropout_out": 0.5, "batch_size": BUDGET["batch_size"],
-                  "epochs": BUDGET["epochs"], "test_nepoch": 5, "train_data": str(train_file),
-                  "val_data": str(data / "valid.txt"), "test_data": str(data / "test1000.txt"), "label": True}
-    sys.modules["config.config_parity"] = cfg
+    register_original_config("parity", emb=BUDGET["emb"], hidden=BUDGET["hidden"], nz=BUDGET["nz"],
+                             batch_size=BUDGET["batch_size"], epochs=BUDGET["epochs"], train=train_file,
+                             valid=data / "valid.txt", test=data / "test1000.txt", label=True)
     script = importlib.import_module("text_anneal_fb")
     from data.text_data import MonoTextData, VocabEntry
     our_vocab = vocab = VocabEntry({w: i for i, w in enumerate(json.loads((data / "vocab.json").read_text()))})

@@ -40,11 +40,12 @@ import os
 import shutil
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from common import register_original_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "data" / "step_parity_original.json"
@@ -129,14 +130,9 @@ def run_original(code: Path, name: str, corpus: dict, steps: int = STEPS) -> dic
     words = lambda s: " ".join(VOCAB[i] for i in s) + "\n"  # noqa: E731
     (tmp / "train.txt").write_text("".join(map(words, corpus["train"])))
     (tmp / "valid.txt").write_text("".join(map(words, corpus["valid"])))
-    cfg = types.ModuleType("config.config_stepparity")
-    cfg.params = {"enc_type": "lstm", "dec_type": "lstm", "nz": CONFIG["nz"], "ni": CONFIG["emb"],
-                  "enc_nh": CONFIG["hidden"], "dec_nh": CONFIG["hidden"], "log_niter": 50,
-                  "dec_dropout_in": CONFIG["dropout"], "dec_dropout_out": CONFIG["dropout"],
-                  "batch_size": CONFIG["batch_size"], "epochs": 1, "test_nepoch": 5,
-                  "train_data": str(tmp / "train.txt"), "val_data": str(tmp / "valid.txt"),
-                  "test_data": str(tmp / "valid.txt")}
-    sys.modules["config.config_stepparity"] = cfg
+    register_original_config("stepparity", emb=CONFIG["emb"], hidden=CONFIG["hidden"], nz=CONFIG["nz"],
+                             batch_size=CONFIG["batch_size"], epochs=1, dropout=CONFIG["dropout"],
+                             train=tmp / "train.txt", valid=tmp / "valid.txt", test=tmp / "valid.txt")
     our_vocab = VocabEntry({w: i for i, w in enumerate(VOCAB)})
 
     def with_our_vocab(fname, label=False, max_length=None, vocab=None):
