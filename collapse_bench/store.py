@@ -32,23 +32,24 @@ def safe_name(text: str) -> str:
     return clean if clean == text else f"{clean}-{short_hash(text)[:6]}"
 
 
-def git_hash() -> str | None:
+def _git(*args: str) -> subprocess.CompletedProcess | None:
+    """`git ARGS` in the harness's folder; None when git cannot run."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
+        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                              timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_hash() -> str | None:
+    out = _git("rev-parse", "--short", "HEAD")
+    return (out.stdout.strip() or None) if out is not None else None
 
 
 def git_dirty() -> bool | None:
     """True when tracked files differ from HEAD (the code that ran is not the commit's); None outside git."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                             cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    out = _git("status", "--porcelain", "--untracked-files=no")
+    return bool(out.stdout.strip()) if out is not None and out.returncode == 0 else None
 
 
 # Read once, when this process imports the harness: a worker that runs cells for hours records the commit whose
