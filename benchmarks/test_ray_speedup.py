@@ -5,9 +5,9 @@ The assertion is on 4 `default`-size cells (a few minutes each at 1 thread), lon
 not Ray's fixed start-up cost, decides the ratio; it runs only in the full timing run (`--benchmark-enable`
 without --quick) on a machine with at least 2 CPUs. The 4 `smoke`-cell sweep (seconds per cell: Ray's start
 dominates) is recorded as information, and is what the default `--benchmark-disable` run executes once as a smoke
-test; --quick skips both. Both sweeps start cold: the corpus caches are cleared before the serial sweep, as
-every fresh Ray worker must also build its corpus (each Ray worker also imports torch and collapse_bench; the
-driver already has). Both times and Ray's start time go to `benchmark.extra_info`."""
+test; --quick skips both. Both sweeps start cold: the in-process corpus caches are cleared before the serial
+sweep, as every fresh Ray worker must also load its corpus (the synthetic one from the disk cache, `data.cache_dir()`,
+which the first generation filled; each Ray worker also imports torch and collapse_bench; the driver already has). Both times and Ray's start time go to `benchmark.extra_info`."""
 from __future__ import annotations
 
 import time
