@@ -30,6 +30,11 @@ METHODS = {
     "delta": dict(original=["--fb", "3", "--delta", "0.1"], ours=("delta", {"delta": 0.1}), init="uniform"),
     "vmf": dict(original=["--fb", "4"], ours=("vmf", {"kappa": 13.0}), init="uniform"),
     "cyclic": dict(original=["--cycle", "2"], ours=("cyclic", {}), init="pytorch"),
+    # FB (4) with an AE encoder (Li et al.'s recipe, the BN-VAE table's "FB (4) *"): the original trains the AE with
+    # text_beta.py --beta 0 on the same budget, then text_anneal_fb.py loads its final checkpoint and resets the
+    # decoder; ours is fb's pretrain='ae' (the `ae` method on the same budget and seed, encoder copied, fresh decoder).
+    "ae-fb": dict(original=["--fb", "2", "--target_kl", "4", "--reset_dec"], ae_first=True,
+                  ours=("fb", {"target": 4.0, "mode": "li", "pretrain": "ae"}), init="pytorch"),
 }
 
 

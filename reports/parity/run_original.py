@@ -9,6 +9,9 @@ Changes to the original, all made here from the outside (its files are untouched
   epoch's checkpoint (--save_ckpt keeps one per epoch); its test file is test lines 0-999. calc_iwnll gets
   same-length batches of 32 instead of single sentences (the same per-sentence estimator, faster).
 
+- FB with an AE encoder (--method ae-fb): the AE is text_beta.py --beta 0 on the same budget and seed; the VAE run
+  loads its final checkpoint with --load_path --reset_dec, as the repository's README describes.
+
     python reports/parity/run_original.py --code /path/to/bn-vae --method bnvae --seed 0
 """
 from __future__ import annotations
@@ -38,10 +41,14 @@ def main() -> None:
     ap.add_argument("--shuffled-train", action="store_true",
                     help="train on a seeded shuffle of the training file (result tagged 'original-shuffled'): the "
                          "file is in pool order, and this tests what that order does to the original's batches")
+    ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
     a = ap.parse_args()
     tag = "-shuffled" if a.shuffled_train else ""
+    if a.quick:
+        BUDGET.update(epochs=1, iw_samples=100)    # calc_iwnll draws samples in chunks of 100
+        tag += "-quick"
     out = RESULTS / f"original{tag}__{a.method}__seed{a.seed}.json"
-    if out.exists():
+    if out.exists() and not a.quick:
         print(f"{out} exists; delete it to rerun")
         return
     torch.set_num_threads(a.threads)
@@ -53,36 +60,39 @@ def main() -> None:
         lines = train_file.read_text().splitlines(keepends=True)
         train_file = data / "train_shuffled.txt"       # the same sentences; order from a fixed seed, not the run's
         train_file.write_text("".join(lines[i] for i in np.random.default_rng(0).permutation(len(lines))))
+    if a.quick:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        quick_train = run_dir.parent / "train.txt"
+        quick_train.write_text("".join(train_file.read_text().splitlines(keepends=True)[:1000]))
+        train_file = quick_train
     sys.path.insert(0, a.code)
     os.chdir(a.code)   # the script imports its packages relative to its folder
-    register_original_config("parity", emb=BUDGET["emb"], hidden=BUDGET["hidden"], nz=BUDGET["nz"],
-                             batch_size=BUDGET["batch_size"], epochs=BUDGET["epochs"], train=train_file,
-                             valid=data / "valid.txt", test=data / "test1000.txt", label=True)
-    script = importlib.import_module("text_anneal_fb")
+    files = dict(emb=BUDGET["emb"], hidden=BUDGET["hidden"], nz=BUDGET["nz"], batch_size=BUDGET["batch_size"],
+                 epochs=BUDGET["epochs"], train=train_file, valid=data / "valid.txt", test=data / "test1000.txt",
+                 label=True)
+    register_original_config("parity", **files)
+    # text_beta.py has no --gamma, but the repository's encoder reads args.gamma (text_anneal_fb.py's default is 0:
+    # no batch norm); the AE's config module supplies that default
+    register_original_config("parity_ae", **files, gamma=0.0)
     from data.text_data import MonoTextData, VocabEntry
-    our_vocab = vocab = VocabEntry({w: i for i, w in enumerate(json.loads((data / "vocab.json").read_text()))})
-
-    def with_our_vocab(fname, label=False, max_length=None, vocab=None):
-        return MonoTextData(fname, label=label, max_length=max_length, vocab=vocab or our_vocab)
-    script.MonoTextData = with_our_vocab
-    script.calc_iwnll = lambda *args, **kw: (float("nan"), float("nan"))   # replaced by the evaluation below
-    epoch_ends: list[float] = []
+    vocab = VocabEntry({w: i for i, w in enumerate(json.loads((data / "vocab.json").read_text()))})
+    common_flags = ["--seed", str(a.seed), "--lr", str(BUDGET["lr"]),
+                    "--save_ckpt", str(BUDGET["epochs"]), "--iw_nsamples", str(BUDGET["iw_samples"])]
+    final_ckpt = f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
+    spec = METHODS[a.method]
+    ae = None
+    if spec.get("ae_first"):      # Li et al.'s AE: text_beta.py with KL weight 0, the same budget and seed
+        ae_dir = run_dir.with_name(run_dir.name + "__ae")     # beside run_dir: the scripts empty their exp_dir
+        ae = run_script("text_beta", ["--dataset", "parity_ae", *common_flags, "--beta", "0", "--exp_dir", str(ae_dir)],
+                        vocab)
+        load = ["--load_path", str(ae_dir / final_ckpt)]
+    else:
+        load = []
+    vae_run = run_script("text_anneal_fb", ["--dataset", "parity", *common_flags, "--kl_start", str(BUDGET["kl_start"]), "--warm_up",
+                                            str(BUDGET["warm_up"]), "--exp_dir", str(run_dir), *load, *spec["original"]],
+                         vocab)
+    script, args = vae_run["script"], vae_run["args"]
     test = script.test
-
-    def timed_test(model, batches, mode, args, verbose=True):
-        if mode == "VAL":
-            epoch_ends.append(time.perf_counter())
-        return test(model, batches, mode, args, verbose)
-    script.test = timed_test
-
-    sys.argv = ["text_anneal_fb.py", "--dataset", "parity", "--seed", str(a.seed), "--kl_start", str(BUDGET["kl_start"]),
-                "--warm_up", str(BUDGET["warm_up"]), "--lr", str(BUDGET["lr"]), "--save_ckpt", str(BUDGET["epochs"]),
-                "--exp_dir", str(run_dir), *METHODS[a.method]["original"]]
-    args = script.init_config()
-    t0 = time.perf_counter()
-    script.main(args)
-    train_wall = time.perf_counter() - t0
-    # per-epoch training time: from start / previous validation end to this validation start
     log = (run_dir / "log.txt").read_text() if (run_dir / "log.txt").exists() else ""
 
     # ---- evaluate the final epoch's model with the original's own functions
@@ -93,7 +103,7 @@ def main() -> None:
     init, emb_init = uniform_initializer(0.01), uniform_initializer(0.1)
     enc_cls = {3: DeltaGaussianLSTMEncoder, 4: VMFLSTMEncoder}.get(args.fb, GaussianLSTMEncoder)
     vae = VAE(enc_cls(args, len(vocab), init, emb_init), LSTMDecoder(args, vocab, init, emb_init), args)
-    vae.load_state_dict(torch.load(run_dir / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"))
+    vae.load_state_dict(torch.load(run_dir / final_ckpt))
     vae.eval()
     sets = {name: MonoTextData(str(data / f"{name}.txt"), label=True, vocab=vocab)
             for name in ["test500", "test1000", "valid", "test"] + [f"train{n}" for n in LABEL_SIZES]}
@@ -120,17 +130,49 @@ def main() -> None:
     probe = probe_raw_mu(feats, labels)
     probe_std = probe_standardised(feats, labels)
     eval_wall = time.perf_counter() - t1
-    starts = [t0] + epoch_ends[:-1]
-    record = {"implementation": "original", "train_order": "shuffled" if a.shuffled_train else "pool", "code": "valdersoul/bn-vae text_anneal_fb.py", "method": a.method,
-              "seed": a.seed, "flags": sys.argv[1:], "budget": BUDGET,
+    record = {"implementation": "original", "train_order": "shuffled" if a.shuffled_train else "pool",
+              "code": "valdersoul/bn-vae " + ("text_beta.py --beta 0, then " if ae else "") + "text_anneal_fb.py",
+              "method": a.method, "seed": a.seed, "flags": vae_run["argv"], "ae_flags": ae and ae["argv"],
+              "budget": BUDGET,
               "metrics": {"iw_nll": float(iw_nll), "iw_ppl": float(iw_ppl), "kl": float(kl), "mi": float(mi),
                           "au": int(au), "elbo_nll": float(nll_elbo), "probe_raw_mu": probe,
                           "probe_standardised": probe_std},
-              "timing": {"train_wall_seconds": train_wall, "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)],
+              "timing": {"train_wall_seconds": vae_run["train_wall"] + (ae["train_wall"] if ae else 0.0),
+                         "epoch_seconds": vae_run["epoch_seconds"], "ae_epoch_seconds": ae and ae["epoch_seconds"],
                          "eval_seconds": eval_wall, "threads": a.threads},
               "log_tail": log.splitlines()[-12:]}
-    write_result(out, record)
+    if not a.quick:
+        write_result(out, record)
     print(json.dumps(record["metrics"], indent=1))
+
+
+def run_script(module: str, argv: list[str], vocab) -> dict:
+    """Run one of the original's training scripts in this process: our vocabulary (so both sides score the same
+    softmax), its end-of-run IW-NLL replaced by the evaluation in main(), the wall time of each epoch recorded
+    (from the start or the previous validation to this validation)."""
+    from data.text_data import MonoTextData
+    script = importlib.import_module(module)
+
+    def with_our_vocab(fname, label=False, max_length=None, vocab=None, _ours=vocab):
+        return MonoTextData(fname, label=label, max_length=max_length, vocab=vocab or _ours)
+    script.MonoTextData = with_our_vocab
+    script.calc_iwnll = lambda *args, **kw: (float("nan"), float("nan"))
+    epoch_ends: list[float] = []
+    test = script.test
+
+    def timed_test(model, batches, mode, args, verbose=True):
+        if mode == "VAL":
+            epoch_ends.append(time.perf_counter())
+        return test(model, batches, mode, args, verbose)
+    script.test = timed_test
+    sys.argv = [f"{module}.py", *argv]
+    args = script.init_config()
+    t0 = time.perf_counter()
+    script.main(args)
+    script.test = test
+    starts = [t0] + epoch_ends[:-1]
+    return {"script": script, "args": args, "argv": argv, "train_wall": time.perf_counter() - t0,
+            "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)]}
 
 
 if __name__ == "__main__":
