@@ -24,17 +24,18 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, WORK, probe_raw_mu, probe_standardised,
+from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, WORK, probe_raw_mu, probe_standardised,
                     register_original_config, write_result)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--code", required=True, help="checkout of valdersoul/bn-vae")
+    ap.add_argument("--code", required=True, help="checkout of valdersoul/bn-vae (jxhe/vae-lagging-encoder for agg)")
     ap.add_argument("--method", required=True, choices=sorted(METHODS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
     a = ap.parse_args()
     tag = "-shuffled" if a.shuffled_train else ""
+    spec = METHODS[a.method]
+    BUDGET.update(spec.get("budget", {}))
     if a.quick:
         BUDGET.update(epochs=1, iw_samples=100)    # calc_iwnll draws samples in chunks of 100
         tag += "-quick"
@@ -60,11 +63,12 @@ def main() -> None:
         lines = train_file.read_text().splitlines(keepends=True)
         train_file = data / "train_shuffled.txt"       # the same sentences; order from a fixed seed, not the run's
         train_file.write_text("".join(lines[i] for i in np.random.default_rng(0).permutation(len(lines))))
-    if a.quick:
+    n_train = 1000 if a.quick else BUDGET["train_sentences"]
+    if n_train < TRAIN_FILE_SENTENCES:     # a smaller budget: the first n lines (run_ours.py keeps the same sentences)
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        quick_train = run_dir.parent / "train.txt"
-        quick_train.write_text("".join(train_file.read_text().splitlines(keepends=True)[:1000]))
-        train_file = quick_train
+        head = run_dir.parent / f"train_head{n_train}.txt"
+        head.write_text("".join(train_file.read_text().splitlines(keepends=True)[:n_train]))
+        train_file = head
     sys.path.insert(0, a.code)
     os.chdir(a.code)   # the script imports its packages relative to its folder
     files = dict(emb=BUDGET["emb"], hidden=BUDGET["hidden"], nz=BUDGET["nz"], batch_size=BUDGET["batch_size"],
@@ -79,29 +83,42 @@ def main() -> None:
     common_flags = ["--seed", str(a.seed), "--lr", str(BUDGET["lr"]),
                     "--save_ckpt", str(BUDGET["epochs"]), "--iw_nsamples", str(BUDGET["iw_samples"])]
     final_ckpt = f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
-    spec = METHODS[a.method]
     ae = None
-    if spec.get("ae_first"):      # Li et al.'s AE: text_beta.py with KL weight 0, the same budget and seed
+    if spec.get("code") == "he":     # He et al.'s text.py: seed by --taskid, no checkpoints per epoch
+        vae_run = run_script("text", ["--dataset", "parity", "--taskid", str(a.seed), "--kl_start",
+                                      str(BUDGET["kl_start"]), "--warm_up", str(BUDGET["warm_up"]), "--iw_nsamples",
+                                      str(BUDGET["iw_samples"]), *spec["original"]], vocab,
+                             keep_last=run_dir / final_ckpt)
+    elif spec.get("ae_first"):      # Li et al.'s AE: text_beta.py with KL weight 0, the same budget and seed
         ae_dir = run_dir.with_name(run_dir.name + "__ae")     # beside run_dir: the scripts empty their exp_dir
         ae = run_script("text_beta", ["--dataset", "parity_ae", *common_flags, "--beta", "0", "--exp_dir", str(ae_dir)],
                         vocab)
         load = ["--load_path", str(ae_dir / final_ckpt)]
     else:
         load = []
-    vae_run = run_script("text_anneal_fb", ["--dataset", "parity", *common_flags, "--kl_start", str(BUDGET["kl_start"]), "--warm_up",
-                                            str(BUDGET["warm_up"]), "--exp_dir", str(run_dir), *load, *spec["original"]],
-                         vocab)
+    if spec.get("code") != "he":
+            vae_run = run_script("text_anneal_fb", ["--dataset", "parity", *common_flags, "--kl_start", str(BUDGET["kl_start"]),
+                                                "--warm_up", str(BUDGET["warm_up"]), "--exp_dir", str(run_dir), *load,
+                                                *spec["original"]], vocab)
     script, args = vae_run["script"], vae_run["args"]
     test = script.test
     log = (run_dir / "log.txt").read_text() if (run_dir / "log.txt").exists() else ""
 
     # ---- evaluate the final epoch's model with the original's own functions
-    from modules import VAE, DeltaGaussianLSTMEncoder, GaussianLSTMEncoder, LSTMDecoder, VMFLSTMEncoder
-    from utils import calc_au, calc_iwnll, calc_mi, uniform_initializer
+    import modules
+    if spec.get("code") == "he":     # He et al. keep the evaluation functions in text.py
+        calc_au, calc_iwnll, calc_mi = script.calc_au, script.calc_iwnll, script.calc_mi
+        enc_cls = modules.LSTMEncoder
+    else:
+        from utils import calc_au, calc_iwnll, calc_mi
+        enc_cls = {3: modules.DeltaGaussianLSTMEncoder, 4: modules.VMFLSTMEncoder}.get(args.fb, modules.GaussianLSTMEncoder)
+    VAE, LSTMDecoder = modules.VAE, modules.LSTMDecoder
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
-    init, emb_init = uniform_initializer(0.01), uniform_initializer(0.1)
-    enc_cls = {3: DeltaGaussianLSTMEncoder, 4: VMFLSTMEncoder}.get(args.fb, GaussianLSTMEncoder)
+
+    def init(t):            # any init: the checkpoint overwrites it
+        torch.nn.init.uniform_(t, -0.01, 0.01)
+    emb_init = init
     vae = VAE(enc_cls(args, len(vocab), init, emb_init), LSTMDecoder(args, vocab, init, emb_init), args)
     vae.load_state_dict(torch.load(run_dir / final_ckpt))
     vae.eval()
@@ -111,7 +128,7 @@ def main() -> None:
     with torch.no_grad():
         b1000 = sets["test1000"].create_data_batch(batch_size=BUDGET["batch_size"], device="cpu", batch_first=True)
         _, nll_elbo, kl, _, _ = test(vae, b1000, "TEST", args)
-        mi = calc_mi(vae, b1000) if args.fb != 4 else float("nan")
+        mi = calc_mi(vae, b1000) if getattr(args, "fb", 0) != 4 else float("nan")
         au, _ = calc_au(vae, b1000)
         # the script scores IW-NLL one sentence at a time; the estimate is per sentence, so same-length batches of
         # 32 give the same estimator with the same function (VAE.nll_iw), several times faster
@@ -131,7 +148,9 @@ def main() -> None:
     probe_std = probe_standardised(feats, labels)
     eval_wall = time.perf_counter() - t1
     record = {"implementation": "original", "train_order": "shuffled" if a.shuffled_train else "pool",
-              "code": "valdersoul/bn-vae " + ("text_beta.py --beta 0, then " if ae else "") + "text_anneal_fb.py",
+              "code": "jxhe/vae-lagging-encoder text.py" if spec.get("code") == "he" else
+                      "valdersoul/bn-vae " + ("text_beta.py --beta 0, then " if ae else "") + "text_anneal_fb.py",
+              "script_seed": getattr(args, "seed", a.seed),
               "method": a.method, "seed": a.seed, "flags": vae_run["argv"], "ae_flags": ae and ae["argv"],
               "budget": BUDGET,
               "metrics": {"iw_nll": float(iw_nll), "iw_ppl": float(iw_ppl), "kl": float(kl), "mi": float(mi),
@@ -146,16 +165,18 @@ def main() -> None:
     print(json.dumps(record["metrics"], indent=1))
 
 
-def run_script(module: str, argv: list[str], vocab) -> dict:
+def run_script(module: str, argv: list[str], vocab, keep_last: Path | None = None) -> dict:
     """Run one of the original's training scripts in this process: our vocabulary (so both sides score the same
     softmax), its end-of-run IW-NLL replaced by the evaluation in main(), the wall time of each epoch recorded
-    (from the start or the previous validation to this validation)."""
+    (from the start or the previous validation to this validation); with `keep_last`, the model is saved there at
+    each validation (for scripts that keep only their best checkpoint)."""
     from data.text_data import MonoTextData
     script = importlib.import_module(module)
 
     def with_our_vocab(fname, label=False, max_length=None, vocab=None, _ours=vocab):
         return MonoTextData(fname, label=label, max_length=max_length, vocab=vocab or _ours)
     script.MonoTextData = with_our_vocab
+    calc_iwnll = script.calc_iwnll
     script.calc_iwnll = lambda *args, **kw: (float("nan"), float("nan"))
     epoch_ends: list[float] = []
     test = script.test
@@ -163,13 +184,16 @@ def run_script(module: str, argv: list[str], vocab) -> dict:
     def timed_test(model, batches, mode, args, verbose=True):
         if mode == "VAL":
             epoch_ends.append(time.perf_counter())
+            if keep_last:
+                keep_last.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(model.state_dict(), keep_last)
         return test(model, batches, mode, args, verbose)
     script.test = timed_test
     sys.argv = [f"{module}.py", *argv]
     args = script.init_config()
     t0 = time.perf_counter()
     script.main(args)
-    script.test = test
+    script.test, script.calc_iwnll = test, calc_iwnll
     starts = [t0] + epoch_ends[:-1]
     return {"script": script, "args": args, "argv": argv, "train_wall": time.perf_counter() - t0,
             "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)]}

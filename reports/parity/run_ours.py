@@ -21,7 +21,7 @@ from collapse_bench.config import EvalConfig, ModelConfig, SizeConfig, TrainConf
 from collapse_bench.data import DataLimits, load_corpus
 from collapse_bench.store import provenance
 from collapse_bench.train import Trainer
-from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, data_dir, probe_raw_mu, probe_standardised, write_result
+from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, data_dir, probe_raw_mu, probe_standardised, write_result
 
 
 def parity_config(threads: int, encoder_init: str) -> SizeConfig:
@@ -32,7 +32,7 @@ def parity_config(threads: int, encoder_init: str) -> SizeConfig:
         TrainConfig(epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], kl_start=b["kl_start"],
                     warm_up=b["warm_up"], threads=threads, select="last"),
         EvalConfig(iw_samples=b["iw_samples"]),
-        DataLimits(max_train=b["train_sentences"]))
+        DataLimits(max_train=TRAIN_FILE_SENTENCES))
 
 
 def main() -> None:
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--init", choices=("pytorch", "uniform"), help="encoder init (default: the original's)")
     ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
     a = ap.parse_args()
+    BUDGET.update(METHODS[a.method].get("budget", {}))
     if a.quick:
         BUDGET.update(train_sentences=300, epochs=1, iw_samples=5, iw_sentences=20, latent_sentences=50)
         a.tag += "-quick"
@@ -59,6 +60,8 @@ def main() -> None:
     extra = dict(kv.split("=", 1) for kv in a.set)
     method = cls(cls.Params.from_strings(cls.name, {**{k: str(v) for k, v in params.items()}, **extra}))
     corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
+    if BUDGET["train_sentences"] < len(corpus.train):   # a smaller budget: the head of the parity training file
+        corpus.train = corpus.train.subset(np.arange(BUDGET["train_sentences"]))
     trainer = Trainer(method, cfg, corpus, seed=a.seed)
     epoch_ends: list[float] = []
     validate = trainer.validate
