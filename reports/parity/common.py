@@ -22,7 +22,7 @@ TRAIN_FILE_SENTENCES = 40000     # the parity training file (prepare_data.py); a
 BUDGET = dict(train_sentences=TRAIN_FILE_SENTENCES, epochs=4, warm_up=2, kl_start=0.1, lr=1.0, batch_size=32, emb=128,
               hidden=512, nz=32, iw_samples=500, iw_sentences=500, latent_sentences=1000)
 
-AGG_TRAIN_SENTENCES = 2000   # Agg-VAE's smaller budget: the first 2,000 of the 40,000 training lines, rest unchanged
+AGG_TRAIN_SENTENCES = 1000   # Agg-VAE's smaller budget: the first 1,000 of the 40,000 training lines, rest unchanged
 
 # One table row per method: the original code's flags (valdersoul/bn-vae text_anneal_fb.py) and ours. `init` is
 # the encoder init the original applies for that encoder class: its GaussianLSTMEncoder keeps PyTorch's defaults
