@@ -35,6 +35,26 @@ def parity_config(threads: int, encoder_init: str) -> SizeConfig:
         DataLimits(max_train=TRAIN_FILE_SENTENCES))
 
 
+def score(method, model, corpus, cfg: SizeConfig, dev) -> tuple[dict, float]:
+    """The parity evaluation of a trained model: IW-NLL (K=500) on test lines 0-499, KL/MI/AU on lines 0-999, the
+    raw-mu probe (the original's protocol) and the harness's standardised probe on the full test set."""
+    t1 = time.perf_counter()
+    model.eval()
+    test = corpus.test
+    t500, t1000 = test.subset(np.arange(BUDGET["iw_sentences"])), test.subset(np.arange(BUDGET["latent_sentences"]))
+    with torch.no_grad():
+        nll = ev.iw_nll(method, model, t500, BUDGET["iw_samples"], cfg.eval.iw_chunk_rows, cfg.eval.batch_size, dev)
+        rec, kl = ev.elbo_terms(method, model, t1000, cfg.eval.batch_size, dev)
+        stats = ev.latent_stats(ev.encode(method, model, t1000, cfg.eval.batch_size, dev), cfg.eval.au_threshold)
+        splits = {"valid": corpus.valid, "test": test, **{f"train{n}": corpus.label_subsets[n] for n in LABEL_SIZES}}
+        feats = {k: ev.probe_features(method, model, s, cfg.eval.batch_size, dev) for k, s in splits.items()}
+        labels = {k: s.labels for k, s in splits.items()}
+    metrics = {"iw_nll": float(nll.mean()), "iw_ppl": ev.perplexity(nll, t500), "kl": float(kl.mean()),
+               "mi": stats.mi, "au": stats.au, "elbo_nll": float((rec + kl).mean()),
+               "probe_raw_mu": probe_raw_mu(feats, labels), "probe_standardised": probe_standardised(feats, labels)}
+    return metrics, time.perf_counter() - t1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", required=True, choices=sorted(METHODS))
@@ -69,25 +89,12 @@ def main() -> None:
     t0 = time.perf_counter()
     timing = trainer.fit()
     train_wall = time.perf_counter() - t0
-    model, dev = trainer.model.eval(), trainer.device
-    t1 = time.perf_counter()
-    test = corpus.test
-    t500, t1000 = test.subset(np.arange(BUDGET["iw_sentences"])), test.subset(np.arange(BUDGET["latent_sentences"]))
-    with torch.no_grad():
-        nll = ev.iw_nll(method, model, t500, BUDGET["iw_samples"], cfg.eval.iw_chunk_rows, cfg.eval.batch_size, dev)
-        rec, kl = ev.elbo_terms(method, model, t1000, cfg.eval.batch_size, dev)
-        stats = ev.latent_stats(ev.encode(method, model, t1000, cfg.eval.batch_size, dev), cfg.eval.au_threshold)
-        splits = {"valid": corpus.valid, "test": test, **{f"train{n}": corpus.label_subsets[n] for n in LABEL_SIZES}}
-        feats = {k: ev.probe_features(method, model, s, cfg.eval.batch_size, dev) for k, s in splits.items()}
-        labels = {k: s.labels for k, s in splits.items()}
-    probe_std = probe_standardised(feats, labels)
+    metrics, eval_seconds = score(method, trainer.model, corpus, cfg, trainer.device)
     record = {"implementation": "ours", "method": a.method, "params": method.params.to_dict(), "seed": a.seed,
               "budget": BUDGET, "config": cfg.to_dict(),
-              "metrics": {"iw_nll": float(nll.mean()), "iw_ppl": ev.perplexity(nll, t500), "kl": float(kl.mean()),
-                          "mi": stats.mi, "au": stats.au, "elbo_nll": float((rec + kl).mean()),
-                          "probe_raw_mu": probe_raw_mu(feats, labels), "probe_standardised": probe_std},
+              "metrics": metrics,
               "timing": {"train_wall_seconds": train_wall, "epoch_seconds": np.diff([t0] + epoch_ends).tolist(),
-                         "eval_seconds": time.perf_counter() - t1, "threads": a.threads, **timing},
+                         "eval_seconds": eval_seconds, "threads": a.threads, **timing},
               "curves": trainer.curves, "provenance": provenance(),
               "harness_commit": os.environ.get("PARITY_COMMIT")}
     if not a.quick:

@@ -18,7 +18,7 @@ def load() -> dict[tuple[str, str], list[dict]]:
     out: dict[tuple[str, str], list[dict]] = {}
     for f in sorted(RESULTS.glob("*.json")):
         r = json.loads(f.read_text())
-        impl = r["implementation"] + ("-" + f.stem.split("__")[0].split("-", 1)[1] if "-" in f.stem.split("__")[0] else "")
+        impl = f.stem.split("__")[0]       # ours, original, original-shuffled, original-scored-by-ours
         out.setdefault((r["method"], impl), []).append(r)
     return out
 
@@ -54,7 +54,7 @@ def main() -> None:
             cells = [fmt([x[k] for x in m], d) for k, _, d in COLUMNS]
             probes = [fmt([100 * x["probe_raw_mu"][p] for x in m], 1) for p in PROBES]
             std = fmt([100 * x["probe_standardised"]["100"] for x in m if "probe_standardised" in x], 1)
-            epoch = fmt([statistics.mean(r["timing"]["epoch_seconds"]) for r in rs], 0)
+            epoch = fmt([statistics.mean(r["timing"]["epoch_seconds"]) for r in rs if "epoch_seconds" in r["timing"]], 0)
             print(f"| {method} | {impl} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " | "
                   + " | ".join(probes) + f" | {std} | {epoch} |")
 

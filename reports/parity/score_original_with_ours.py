@@ -1,0 +1,66 @@
+"""Score a model trained by the original code with the harness's evaluation: its final checkpoint's weights are
+copied into our model (the step-parity mapping: same vocabulary, same layers), then run_ours.score measures it
+exactly as it measures ours. For metrics whose original estimator differs from ours (vMF: the BN-VAE code's
+`nll_iw` evaluates a Gaussian q with log-variance = mu against a N(0, I) prior, on 5 samples), this gives the
+original's model a number measured the same way as ours.
+
+    python reports/parity/score_original_with_ours.py --method vmf --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from collapse_bench import registry
+from collapse_bench.data import load_corpus
+from common import BUDGET, METHODS, RESULTS, WORK, data_dir, write_result
+from run_ours import parity_config, score
+from step_parity import mapping_for
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--method", required=True, choices=sorted(METHODS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    out = RESULTS / f"original-scored-by-ours__{a.method}__seed{a.seed}.json"
+    if out.exists():
+        print(f"{out} exists; delete it to rerun")
+        return
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    ckpt = WORK / "original" / f"{a.method}__seed{a.seed}" / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
+    if not ckpt.exists():
+        raise SystemExit(f"no checkpoint at {ckpt}: run run_original.py --method {a.method} --seed {a.seed} first")
+    original = torch.load(ckpt)
+    cfg = parity_config(a.threads, METHODS[a.method]["init"])
+    name, params = METHODS[a.method]["ours"]
+    cls = registry.get(name)
+    method = cls(cls.Params.from_strings(cls.name, {k: str(v) for k, v in params.items()}))
+    corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
+    model = method.build_model(cfg.model, len(corpus.vocab))
+    state = model.state_dict()
+    mapping = mapping_for(a.method)
+    with torch.no_grad():
+        for ours_name, original_name in mapping.items():
+            src = original[original_name]
+            if ours_name == "head.linear.weight" and state[ours_name].shape[0] == cfg.model.nz:
+                src = src[: cfg.model.nz]        # a direction head (vMF) reads the mean rows of the original's [2nz, H]
+            state[ours_name].copy_(src)
+    unmapped = sorted(set(state) - set(mapping))
+    if unmapped:
+        raise SystemExit(f"our model has weights the mapping does not fill: {unmapped}")
+    model.load_state_dict(state)
+    metrics, eval_seconds = score(method, model, corpus, cfg, torch.device("cpu"))
+    record = {"implementation": "original", "scored_by": "ours", "method": a.method, "seed": a.seed, "checkpoint":
+              str(ckpt.relative_to(WORK)), "params": method.params.to_dict(), "budget": BUDGET, "metrics": metrics,
+              "timing": {"eval_seconds": eval_seconds, "threads": a.threads}}
+    write_result(out, record)
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()
