@@ -143,10 +143,9 @@ class VMFVAE(PretrainAE, Method):
     The KL is the exact closed form KL(vMF(mu, kappa) || U(S^{d-1})) = log C_d(kappa) + kappa A_d(kappa) + log
     area(S^{d-1}) = 2.17 nats for kappa=13, d=32 (Xu & Durrett's/BNV's Guu-form expression gives 2.08; see
     `guu_kl`). It has no gradient, so training minimises the reconstruction only. IW-NLL, MI and AU use the true
-    vMF density and the uniform prior (BNV scored vMF with a Gaussian density: not repeated here). AU is computed
-    on E_q[z] = A_d(kappa) mu (its definition: Var_x E_q[z_j]); for kappa=13, d=32, A = 0.357, so
-    sum_j Var(E_q[z_j]) <= A^2 = 0.127 and at most 12 of 32 dimensions can pass the 0.01 threshold. BN-VAE's
-    AU of 32 was measured on the raw, unnormalised encoder output instead."""
+    vMF density and the uniform prior (BNV scored vMF with a Gaussian density: not repeated here). AU is counted
+    on the direction mu, as the published rows count it (on E_q[z] = A_d(kappa) mu the variances shrink by
+    A^2 = 0.127 at kappa=13, d=32, and at most 12 of 32 dimensions could pass the 0.01 threshold)."""
 
     @dataclass(frozen=True)
     class Params(MethodParams):

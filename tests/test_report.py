@@ -209,6 +209,13 @@ def test_published_figures_beside_ours(built: tuple[Path, str]) -> None:
     assert tables_for("yelp", "smoke") == []
 
 
+def test_vmf_rows_show_only_the_figures_measured_our_way() -> None:
+    # BNV's vMF "IW-NLL" uses a Gaussian q on 5 samples, and its KL is Guu et al.'s approximation (2.08 vs 2.17)
+    for preset in ("vmf-13", "ae-vmf-13"):
+        shown = paper_values(tables_for("yelp", "paper"), preset)
+        assert "nll" not in shown and "kl" not in shown and shown["au"] == "32.0"
+
+
 def test_every_published_row_maps_to_a_preset_that_builds() -> None:
     from collapse_bench import presets
     from collapse_bench.sweep import expand_presets
