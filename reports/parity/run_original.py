@@ -1,5 +1,6 @@
-"""Run the original BN-VAE code (valdersoul/bn-vae, text_anneal_fb.py) on the parity data and budget, then score
-its final model with its own evaluation functions (test(), calc_mi, calc_au, calc_iwnll) and the raw-mu probe.
+"""Run the original code (valdersoul/bn-vae's text_anneal_fb.py; for Agg-VAE jxhe/vae-lagging-encoder's text.py) on
+the parity data and budget, then score its final model with its own evaluation functions (test(), calc_mi, calc_au,
+calc_iwnll) and the raw-mu probe.
 
 Changes to the original, all made here from the outside (its files are untouched):
 - CPU: Tensor.cuda() returns the tensor (calc_mi calls .cuda()); one torch thread (one run per core).
@@ -11,16 +12,16 @@ Changes to the original, all made here from the outside (its files are untouched
 
 - FB with an AE encoder (--method ae-fb): the AE is text_beta.py --beta 0 on the same budget and seed; the VAE run
   loads its final checkpoint with --load_path --reset_dec, as the repository's README describes.
+- Agg-VAE (--method agg): text.py keeps only its best model, so the model is saved at each validation (the final
+  one is scored); its seed is --taskid (an index into its own seed list).
 
     python reports/parity/run_original.py --code /path/to/bn-vae --method bnvae --seed 0
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import json
-import math
 import os
 import sys
 import time
@@ -89,17 +90,16 @@ def main() -> None:
                                       str(BUDGET["kl_start"]), "--warm_up", str(BUDGET["warm_up"]), "--iw_nsamples",
                                       str(BUDGET["iw_samples"]), *spec["original"]], vocab,
                              keep_last=run_dir / final_ckpt)
-    elif spec.get("ae_first"):      # Li et al.'s AE: text_beta.py with KL weight 0, the same budget and seed
-        ae_dir = run_dir.with_name(run_dir.name + "__ae")     # beside run_dir: the scripts empty their exp_dir
-        ae = run_script("text_beta", ["--dataset", "parity_ae", *common_flags, "--beta", "0", "--exp_dir", str(ae_dir)],
-                        vocab)
-        load = ["--load_path", str(ae_dir / final_ckpt)]
     else:
         load = []
-    if spec.get("code") != "he":
-            vae_run = run_script("text_anneal_fb", ["--dataset", "parity", *common_flags, "--kl_start", str(BUDGET["kl_start"]),
-                                                "--warm_up", str(BUDGET["warm_up"]), "--exp_dir", str(run_dir), *load,
-                                                *spec["original"]], vocab)
+        if spec.get("ae_first"):     # Li et al.'s AE: text_beta.py with KL weight 0, the same budget and seed
+            ae_dir = run_dir.with_name(run_dir.name + "__ae")     # beside run_dir: the scripts empty their exp_dir
+            ae = run_script("text_beta", ["--dataset", "parity_ae", *common_flags, "--beta", "0", "--exp_dir",
+                                          str(ae_dir)], vocab)
+            load = ["--load_path", str(ae_dir / final_ckpt)]
+        vae_run = run_script("text_anneal_fb", ["--dataset", "parity", *common_flags, "--kl_start",
+                                                str(BUDGET["kl_start"]), "--warm_up", str(BUDGET["warm_up"]),
+                                                "--exp_dir", str(run_dir), *load, *spec["original"]], vocab)
     script, args = vae_run["script"], vae_run["args"]
     test = script.test
     log = (run_dir / "log.txt").read_text() if (run_dir / "log.txt").exists() else ""
