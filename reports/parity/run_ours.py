@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra method param NAME=VALUE")
     ap.add_argument("--init", choices=("pytorch", "uniform"), help="encoder init (default: the original's)")
     ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
+    ap.add_argument("--agg-aggressive-epochs", type=int,
+                    help="ablation (agg only): end the aggressive phase after this many epochs instead of by the MI "
+                         "rule, e.g. to replay the original's decision (its rule reads a different MI estimator)")
     a = ap.parse_args()
     BUDGET.update(METHODS[a.method].get("budget", {}))
     if a.quick:
@@ -82,6 +85,17 @@ def main() -> None:
     corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
     if BUDGET["train_sentences"] < len(corpus.train):   # a smaller budget: the head of the parity training file
         corpus.train = corpus.train.subset(np.arange(BUDGET["train_sentences"]))
+    if a.agg_aggressive_epochs is not None:
+        if name != "agg":
+            raise SystemExit("--agg-aggressive-epochs applies to --method agg only")
+        a.tag += f"-aggressive{a.agg_aggressive_epochs}"
+
+        def stop_after(trainer, epoch, valid, _n=a.agg_aggressive_epochs):
+            if method.aggressive:
+                method.aggressive_epochs = epoch
+                method.aggressive = epoch < _n
+        method.on_epoch_end = stop_after
+        out = RESULTS / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
     trainer = Trainer(method, cfg, corpus, seed=a.seed)
     epoch_ends: list[float] = []
     validate = trainer.validate
