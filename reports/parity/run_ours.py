@@ -72,6 +72,8 @@ def main() -> None:
     if a.quick:
         BUDGET.update(train_sentences=300, epochs=1, iw_samples=5, iw_sentences=20, latent_sentences=50)
         a.tag += "-quick"
+    if a.agg_aggressive_epochs is not None:
+        a.tag += f"-aggressive{a.agg_aggressive_epochs}"
     out = RESULTS / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
     if out.exists() and not a.quick:
         print(f"{out} exists; delete it to rerun")
@@ -88,14 +90,12 @@ def main() -> None:
     if a.agg_aggressive_epochs is not None:
         if name != "agg":
             raise SystemExit("--agg-aggressive-epochs applies to --method agg only")
-        a.tag += f"-aggressive{a.agg_aggressive_epochs}"
 
         def stop_after(trainer, epoch, valid, _n=a.agg_aggressive_epochs):
             if method.aggressive:
                 method.aggressive_epochs = epoch
                 method.aggressive = epoch < _n
         method.on_epoch_end = stop_after
-        out = RESULTS / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
     trainer = Trainer(method, cfg, corpus, seed=a.seed)
     epoch_ends: list[float] = []
     validate = trainer.validate
