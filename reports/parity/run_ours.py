@@ -35,6 +35,13 @@ def parity_config(threads: int, encoder_init: str) -> SizeConfig:
         DataLimits(max_train=TRAIN_FILE_SENTENCES))
 
 
+def build_method(parity_name: str, extra: dict[str, str] | None = None):
+    """Our method for a parity row (METHODS[...]["ours"]), with optional extra params as strings."""
+    name, params = METHODS[parity_name]["ours"]
+    cls = registry.get(name)
+    return cls(cls.Params.from_strings(cls.name, {**{k: str(v) for k, v in params.items()}, **(extra or {})}))
+
+
 def score(method, model, corpus, cfg: SizeConfig, dev) -> tuple[dict, float]:
     """The parity evaluation of a trained model: IW-NLL (K=500) on test lines 0-499, KL/MI/AU on lines 0-999, the
     raw-mu probe (the original's protocol) and the harness's standardised probe on the full test set."""
@@ -73,6 +80,8 @@ def main() -> None:
         BUDGET.update(train_sentences=300, epochs=1, iw_samples=5, iw_sentences=20, latent_sentences=50)
         a.tag += "-quick"
     if a.agg_aggressive_epochs is not None:
+        if a.method != "agg":
+            raise SystemExit("--agg-aggressive-epochs applies to --method agg only")
         a.tag += f"-aggressive{a.agg_aggressive_epochs}"
     out = RESULTS / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
     if out.exists() and not a.quick:
@@ -80,17 +89,11 @@ def main() -> None:
         return
     torch.set_num_threads(a.threads)
     cfg = parity_config(a.threads, a.init or METHODS[a.method]["init"])
-    name, params = METHODS[a.method]["ours"]
-    cls = registry.get(name)
-    extra = dict(kv.split("=", 1) for kv in a.set)
-    method = cls(cls.Params.from_strings(cls.name, {**{k: str(v) for k, v in params.items()}, **extra}))
+    method = build_method(a.method, dict(kv.split("=", 1) for kv in a.set))
     corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
     if BUDGET["train_sentences"] < len(corpus.train):   # a smaller budget: the head of the parity training file
         corpus.train = corpus.train.subset(np.arange(BUDGET["train_sentences"]))
     if a.agg_aggressive_epochs is not None:
-        if name != "agg":
-            raise SystemExit("--agg-aggressive-epochs applies to --method agg only")
-
         def stop_after(trainer, epoch, valid, _n=a.agg_aggressive_epochs):
             if method.aggressive:
                 method.aggressive_epochs = epoch

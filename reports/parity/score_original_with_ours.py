@@ -13,10 +13,9 @@ import json
 
 import torch
 
-from collapse_bench import registry
 from collapse_bench.data import load_corpus
 from common import BUDGET, METHODS, RESULTS, WORK, data_dir, write_result
-from run_ours import parity_config, score
+from run_ours import build_method, parity_config, score
 from step_parity import mapping_for
 
 
@@ -37,9 +36,7 @@ def main() -> None:
         raise SystemExit(f"no checkpoint at {ckpt}: run run_original.py --method {a.method} --seed {a.seed} first")
     original = torch.load(ckpt)
     cfg = parity_config(a.threads, METHODS[a.method]["init"])
-    name, params = METHODS[a.method]["ours"]
-    cls = registry.get(name)
-    method = cls(cls.Params.from_strings(cls.name, {k: str(v) for k, v in params.items()}))
+    method = build_method(a.method)
     corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
     model = method.build_model(cfg.model, len(corpus.vocab))
     state = model.state_dict()

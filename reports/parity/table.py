@@ -31,15 +31,6 @@ def fmt(values: list[float], digits: int) -> str:
     return " / ".join(f"{v:.{digits}f}" for v in vals)
 
 
-def verdict(ours: list[float], orig: list[float], tol: float) -> str:
-    """inside the band of the original's seeds (widened by `tol` for Monte Carlo noise) or not."""
-    o, t = [v for v in ours if v == v], [v for v in orig if v == v]
-    if not o or not t:
-        return ""
-    lo, hi = min(t) - tol, max(t) + tol
-    return "in band" if all(lo <= v <= hi for v in o) else f"off by {min(abs(v - lo) if v < lo else abs(v - hi) for v in o if not lo <= v <= hi):.2f}"
-
-
 def vae_epochs(timing: dict) -> list[float]:
     """Seconds per epoch of the VAE's own training: ours times AE pretraining inside its first epoch."""
     seconds = list(timing["epoch_seconds"])
