@@ -171,7 +171,8 @@ class Method:
                 "kl_weight": w, **out.extra}
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, valid: dict[str, float]) -> None:
-        """Called after each epoch's validation, before lr decay / early stopping."""
+        """Called after each epoch's validation, before lr decay / early stopping. `valid` is the epoch's curve
+        point (validation metrics, kl_weight, train_loss, ...): entries the method adds are recorded with it."""
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 with reload of the best checkpoint, early stopping, model selection on the validation ELBO."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import time
@@ -80,11 +81,20 @@ class Trainer:
         for o in opts:
             o.step()
 
-    @torch.no_grad()
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode (no dropout, BN on running statistics) at the eval precision, without gradients; train mode
+        after."""
+        self.model.eval()
+        try:
+            with torch.no_grad(), precision(self.device, self.cfg.eval.precision):
+                yield
+        finally:
+            self.model.train()
+
     def validate(self) -> dict[str, float]:
         """Validation ELBO with KL weight 1 (1 sample) plus MI/AU on a fixed subset, in eval mode."""
-        self.model.eval()
-        with precision(self.device, self.cfg.eval.precision):
+        with self.evaluating():
             return self._validate()
 
     def _validate(self) -> dict[str, float]:
@@ -94,18 +104,14 @@ class Trainer:
             out.update(self._latent_stats())
         else:
             out.update(valid_mi=0.0, valid_au=0)
-        self.model.train()
         return out
 
     def latent_point(self) -> dict:
         """MI, AU and per-dimension KL on the curve subset, in eval mode (a point inside an epoch)."""
         if not self.model.has_latent:
             return {}
-        self.model.eval()
-        with precision(self.device, self.cfg.eval.precision):
-            out = self._latent_stats()
-        self.model.train()
-        return out
+        with self.evaluating():
+            return self._latent_stats()
 
     def _latent_stats(self) -> dict:
         post = ev.encode(self.method, self.model, self.curve_split, self.cfg.eval.batch_size, self.device)
@@ -147,11 +153,11 @@ class Trainer:
                                         "kl_weight": logs.get("kl_weight", 0.0), **self.latent_point()})
                     paused += time.perf_counter() - t_point
             train_time += time.perf_counter() - t0 - paused
-            valid = self.validate()
-            self.curves.append({"epoch": epoch, "step": self.step, "lr": self.lr,
-                                "kl_weight": sums.get("kl_weight", 0.0) / max(n, 1),
-                                "train_loss": sums.get("loss", 0.0) / max(n, 1),
-                                "train_kl": sums.get("kl", 0.0) / max(n, 1), **valid})
+            valid = {"epoch": epoch, "step": self.step, "lr": self.lr,
+                     "kl_weight": sums.get("kl_weight", 0.0) / max(n, 1),
+                     "train_loss": sums.get("loss", 0.0) / max(n, 1),
+                     "train_kl": sums.get("kl", 0.0) / max(n, 1), **self.validate()}
+            self.curves.append(valid)
             self.method.on_epoch_end(self, epoch, valid)
             score = valid[key]
             if score < best:

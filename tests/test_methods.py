@@ -504,16 +504,41 @@ def test_agg_inner_loop_and_phase_end(trained):
     assert 1 <= n <= method.params.inner_steps and (n % method.params.window == 0 or n == method.params.inner_steps)
     assert any(not torch.equal(a, b) for a, b in zip(enc0, trainer.model.encoder_parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(dec0, trainer.model.decoder_parameters()))
-    # the phase ends at the first epoch whose validation MI drops, for good
+    # the phase ends at the first epoch whose validation MI drops, for good; stop_mi="full" reads the curve's MI
+    method.params = dataclasses.replace(method.params, stop_mi="full")
     for epoch, mi in enumerate([0.2, 0.5, 0.4, 0.9], 1):
         method.on_epoch_end(trainer, epoch, {"valid_mi": mi})
         assert method.aggressive == (epoch < 3)
     calls.clear()
     assert method.train_step(trainer, trainer.train_batches[0])["inner_steps"] == 0 and calls == ["both"]
-    # the trained run recorded its phase consistently with its validation MI curve
-    mis = [0.0] + [c["valid_mi"] for c in t.trainer.curves]
+    # the default, He et al.'s rule: their per-batch estimate decides (and is recorded), not the full-set curve
+    method.params = dataclasses.replace(method.params, stop_mi="per-batch")
+    method.before_training(trainer)
+    per_batch = iter([0.2, 0.5, 0.4, 0.9])
+    method.per_batch_validation_mi = lambda trainer: next(per_batch)
+    for epoch, full_set_mi in enumerate([0.9, 0.8, 0.7, 0.6], 1):
+        point = {"valid_mi": full_set_mi}
+        method.on_epoch_end(trainer, epoch, point)
+        assert method.aggressive == (epoch < 3) and ("valid_mi_per_batch" in point) == (epoch <= 3)
+    # the trained run (default rule) recorded its phase consistently with its per-batch MI curve
+    assert t.method.params.stop_mi == "per-batch"
+    mis = [0.0] + [c["valid_mi_per_batch"] for c in t.trainer.curves if "valid_mi_per_batch" in c]
     drop = next((e for e in range(1, len(mis)) if mis[e] < mis[e - 1]), None)
-    assert t.method.aggressive == (drop is None)
+    assert t.method.aggressive == (drop is None) and len(mis) - 1 == (drop or t.timing["epochs"])
+
+
+def test_agg_per_batch_mi_is_he_et_al_estimate_on_the_validation_set(trained):
+    t = trained("agg")
+    t.trainer.model.train()
+    torch.manual_seed(0)
+    got = t.method.per_batch_validation_mi(t.trainer)
+    assert t.trainer.model.training          # back in train mode
+    t.trainer.model.eval()
+    torch.manual_seed(0)
+    posts = ev.encode_batches(t.method, t.trainer.model, t.corpus.valid, t.cfg.train.batch_size, "cpu")
+    assert got == ev.mutual_information_per_batch(posts)
+    assert sum(p.mean.shape[0] for p in posts) == len(t.corpus.valid)
+    assert max(p.mean.shape[0] for p in posts) == t.cfg.train.batch_size
 
 
 def test_skip_feeds_z_to_the_output_layer(trained):

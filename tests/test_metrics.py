@@ -126,6 +126,15 @@ def test_mi_never_exceeds_log_n():
     assert mi == pytest.approx(math.log(n), abs=0.12)
 
 
+def test_per_batch_mi_is_each_batch_estimate_weighted_by_batch_size():
+    # sharp distinct posteriors reach each estimate's cap: log 10 in the batches of 10, log 40 in those of 40,
+    # weighted 1:4 by sentences (the unweighted mean would be 3.00, the full-set estimate log 5000 = 8.52)
+    torch.manual_seed(0)
+    posts = [Gaussian(torch.randn(n, 4) * 100, torch.full((n, 4), -10.0)) for n in [10] * 100 + [40] * 100]
+    want = (1000 * math.log(10) + 4000 * math.log(40)) / 5000
+    assert ev.mutual_information_per_batch(posts) == pytest.approx(want, abs=0.1)
+
+
 def test_active_units_counts_dimensions_with_variance_at_threshold():
     mu = torch.zeros(100, 3)
     mu[:, 0] = torch.linspace(-1, 1, 100)      # variance ~0.34
