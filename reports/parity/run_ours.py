@@ -21,7 +21,8 @@ from collapse_bench.config import EvalConfig, ModelConfig, SizeConfig, TrainConf
 from collapse_bench.data import DataLimits, load_corpus
 from collapse_bench.store import provenance
 from collapse_bench.train import Trainer
-from common import BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, data_dir, probe_raw_mu, probe_standardised, write_result
+from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, WORK, data_dir, probe_raw_mu,
+                    probe_standardised, write_result)
 
 
 def parity_config(threads: int, encoder_init: str) -> SizeConfig:
@@ -106,6 +107,10 @@ def main() -> None:
     t0 = time.perf_counter()
     timing = trainer.fit()
     train_wall = time.perf_counter() - t0
+    if not a.quick:      # the final model, for later analysis (as the original's driver keeps its checkpoints)
+        run_dir = WORK / f"ours{a.tag}" / f"{a.method}__seed{a.seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(trainer.model.state_dict(), run_dir / "model.pt")
     metrics, eval_seconds = score(method, trainer.model, corpus, cfg, trainer.device)
     record = {"implementation": "ours", "method": a.method, "params": method.params.to_dict(), "seed": a.seed,
               "budget": BUDGET, "config": cfg.to_dict(),
