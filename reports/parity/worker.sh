@@ -9,5 +9,6 @@ while true; do
   name="$(date +%s%N)-$$"      # one log per job (job lines share long prefixes)
   echo "$(date -Is) start $job" >> "$logs/worker.log"
   bash -c "$job" > "$logs/$name.log" 2>&1
-  echo "$(date -Is) end rc=$? $job" >> "$logs/worker.log"
+  rc=$?       # before any command substitution resets $?
+  echo "$(date -Is) end rc=$rc $job" >> "$logs/worker.log"
 done
