@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,32 @@ from collapse_bench.data import load_corpus
 from common import BUDGET, METHODS, RESULTS, WORK, data_dir, write_result
 from run_ours import build_method, parity_config, score
 from step_parity import mapping_for
+
+
+def original_in_ours(name: str, method, cfg, vocab_size: int, ckpt: Path):
+    """Our model for parity row `name`, holding the weights of the original's checkpoint `ckpt`."""
+    original = torch.load(ckpt)
+    model = method.build_model(cfg.model, vocab_size)
+    state = model.state_dict()
+    mapping = mapping_for(name)
+    with torch.no_grad():
+        for ours_name, original_name in mapping.items():
+            src = original[original_name]
+            if ours_name == "head.linear.weight" and state[ours_name].shape[0] == cfg.model.nz:
+                src = src[: cfg.model.nz]        # a direction head (vMF) reads the mean rows of the original's [2nz, H]
+            state[ours_name].copy_(src)
+    unmapped = sorted(set(state) - set(mapping))
+    if unmapped:
+        raise SystemExit(f"our model has weights the mapping does not fill: {unmapped}")
+    model.load_state_dict(state)
+    return model
+
+
+def final_checkpoint(name: str, seed: int) -> Path:
+    ckpt = WORK / "original" / f"{name}__seed{seed}" / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
+    if not ckpt.exists():
+        raise SystemExit(f"no checkpoint at {ckpt}: run run_original.py --method {name} --seed {seed} first")
+    return ckpt
 
 
 def main() -> None:
@@ -31,26 +58,11 @@ def main() -> None:
         return
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    ckpt = WORK / "original" / f"{a.method}__seed{a.seed}" / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
-    if not ckpt.exists():
-        raise SystemExit(f"no checkpoint at {ckpt}: run run_original.py --method {a.method} --seed {a.seed} first")
-    original = torch.load(ckpt)
+    ckpt = final_checkpoint(a.method, a.seed)
     cfg = parity_config(a.threads, METHODS[a.method]["init"])
     method = build_method(a.method)
     corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
-    model = method.build_model(cfg.model, len(corpus.vocab))
-    state = model.state_dict()
-    mapping = mapping_for(a.method)
-    with torch.no_grad():
-        for ours_name, original_name in mapping.items():
-            src = original[original_name]
-            if ours_name == "head.linear.weight" and state[ours_name].shape[0] == cfg.model.nz:
-                src = src[: cfg.model.nz]        # a direction head (vMF) reads the mean rows of the original's [2nz, H]
-            state[ours_name].copy_(src)
-    unmapped = sorted(set(state) - set(mapping))
-    if unmapped:
-        raise SystemExit(f"our model has weights the mapping does not fill: {unmapped}")
-    model.load_state_dict(state)
+    model = original_in_ours(a.method, method, cfg, len(corpus.vocab), ckpt)
     metrics, eval_seconds = score(method, model, corpus, cfg, torch.device("cpu"))
     record = {"implementation": "original", "scored_by": "ours", "method": a.method, "seed": a.seed, "checkpoint":
               str(ckpt.relative_to(WORK)), "params": method.params.to_dict(), "budget": BUDGET, "metrics": metrics,
