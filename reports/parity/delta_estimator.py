@@ -66,7 +66,8 @@ def recon_under_q(method, model, split, samples: int, batch_size: int) -> np.nda
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", required=True, help="original, or ours / ours-<tag> (a run_ours.py --tag)")
+    ap.add_argument("--impl", required=True,
+                    help="original / original-shuffled (run_original.py), or ours / ours<tag> (run_ours.py --tag)")
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
@@ -79,8 +80,8 @@ def main() -> None:
     cfg = parity_config(a.threads, METHODS["delta"]["init"])
     method = build_method("delta")
     corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
-    if a.impl == "original":
-        model = original_in_ours("delta", method, cfg, len(corpus.vocab), final_checkpoint("delta", a.seed))
+    if a.impl.startswith("original"):
+        model = original_in_ours("delta", method, cfg, len(corpus.vocab), final_checkpoint("delta", a.seed, a.impl))
     else:
         path = WORK / a.impl / f"delta__seed{a.seed}" / "model.pt"
         if not path.exists():

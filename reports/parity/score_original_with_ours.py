@@ -39,8 +39,9 @@ def original_in_ours(name: str, method, cfg, vocab_size: int, ckpt: Path):
     return model
 
 
-def final_checkpoint(name: str, seed: int) -> Path:
-    ckpt = WORK / "original" / f"{name}__seed{seed}" / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
+def final_checkpoint(name: str, seed: int, impl: str = "original") -> Path:
+    """The last epoch's checkpoint of run_original.py's run (impl "original-shuffled": its --shuffled-train run)."""
+    ckpt = WORK / impl / f"{name}__seed{seed}" / f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
     if not ckpt.exists():
         raise SystemExit(f"no checkpoint at {ckpt}: run run_original.py --method {name} --seed {seed} first")
     return ckpt

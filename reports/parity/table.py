@@ -1,11 +1,13 @@
-"""Build the side-by-side table of reports/parity.md from reports/parity/results/*.json.
+"""Build the side-by-side tables of reports/parity.md from reports/parity/results/*.json.
 
-    python reports/parity/table.py            # prints Markdown
+    python reports/parity/table.py                     # prints Markdown: the main table
+    python reports/parity/table.py delta-estimator     # δ-VAE's IW-NLL split by delta_estimator.py
 """
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 
 from common import METHODS, RESULTS
 
@@ -56,5 +58,20 @@ def main() -> None:
                   + " | ".join(probes) + f" | {std} | {epoch} |")
 
 
+def delta_estimator() -> None:
+    """One row per δ-VAE model measured by delta_estimator.py, beside its IW-NLL from the main results."""
+    print("| implementation | seed | σ per unit (min / mean / max) | IW-NLL (q, K=500) | latent-space bias of the "
+          "estimator | IW-NLL − bias | IW-NLL (prior as proposal) | E_q[−log p(x\\|z)] |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = [json.loads(f.read_text()) for f in sorted((RESULTS / "delta_estimator").glob("*.json"))]
+    for r in sorted(rows, key=lambda r: (not r["implementation"].startswith("original"), r["implementation"], r["seed"])):
+        main_result = RESULTS / f"{r['implementation']}__delta__seed{r['seed']}.json"
+        iw = json.loads(main_result.read_text())["metrics"]["iw_nll"] if main_result.exists() else float("nan")
+        m = r["metrics"]
+        sigma = " / ".join(f"{v:.3f}" for v in m["sigma_unit_means"])
+        print(f"| {r['implementation']} | {r['seed']} | {sigma} | {iw:.2f} | {m['latent_iw_bias']:.2f} | "
+              f"{iw - m['latent_iw_bias']:.2f} | {m['iw_nll_prior']:.2f} | {m['recon_q']:.2f} |")
+
+
 if __name__ == "__main__":
-    main()
+    delta_estimator() if sys.argv[1:] == ["delta-estimator"] else main()
