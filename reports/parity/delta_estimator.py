@@ -14,6 +14,7 @@ training noise decides. Recorded per model:
 
     python reports/parity/delta_estimator.py --impl original --seed 0      # the original's final checkpoint
     python reports/parity/delta_estimator.py --impl ours --seed 2          # ours' model.pt (run_ours.py keeps it)
+    python reports/parity/delta_estimator.py --study short-yelp            # the study's δ-VAE cell, seed 0, retrained
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 
 from collapse_bench import evaluate as ev
 from collapse_bench.data import load_corpus
-from common import BUDGET, METHODS, RESULTS, WORK, data_dir, write_result
+from common import BUDGET, HERE, METHODS, RESULTS, WORK, data_dir, write_result
 from run_ours import build_method, parity_config
 from score_original_with_ours import final_checkpoint, original_in_ours
 
@@ -64,13 +65,52 @@ def recon_under_q(method, model, split, samples: int, batch_size: int) -> np.nda
     return out
 
 
+def study_cell(dataset: str) -> None:
+    """Retrain the study's seed-0 δ-VAE cell of `dataset` (deterministic: its IW-NLL must equal the committed cell's)
+    and record where its posterior sits and the estimator's latent-space bias at the study's K and at K = 500."""
+    from collapse_bench.sweep import CellSpec, _corpus
+    from collapse_bench.train import Trainer
+
+    out = RESULTS / "delta_estimator" / f"study__{dataset}__seed0.json"
+    spec = CellSpec("delta", dataset, "study", 0, params={"delta": 0.1}, data_dir=str(data_dir()))
+    committed = json.loads((HERE.parent / "study" / "results" / f"{spec.cell}.json").read_text())["metrics"]["nll"]
+    method, cfg = spec.make_method(), spec.size_config()
+    torch.set_num_threads(cfg.train.threads)
+    corpus = _corpus(dataset, spec.data_dir, cfg.limits)
+    trainer = Trainer(method, cfg, corpus, seed=spec.seed)
+    trainer.fit()                                       # as sweep.run_cell, which scores right after
+    model = trainer.model.eval()
+    rng = np.random.default_rng(ev.IW_SUBSET_SEED)     # evaluate.score's IW-NLL lines
+    lines = corpus.test.subset(np.sort(rng.choice(len(corpus.test), cfg.eval.iw_sentences, replace=False)))
+    with torch.no_grad():
+        nll = float(ev.iw_nll(method, model, lines, cfg.eval.iw_samples, cfg.eval.iw_chunk_rows, cfg.eval.batch_size,
+                              "cpu").mean())
+        post = ev.encode(method, model, lines, cfg.eval.batch_size, "cpu")
+    if nll != committed:
+        raise SystemExit(f"the retrained cell does not reproduce the committed one: IW-NLL {nll} against {committed}")
+    sigma = post.logvar.mul(0.5).exp().numpy()
+    torch.manual_seed(0)
+    metrics = {"nll": nll, "iw_samples": cfg.eval.iw_samples,
+               "sigma_unit_means": [float(sigma.mean(0).min()), float(sigma.mean(0).mean()), float(sigma.mean(0).max())],
+               **{f"latent_iw_bias_k{k}": float(latent_iw_bias(post, k, repeats=20).mean())
+                  for k in (cfg.eval.iw_samples, SAMPLES)}}
+    write_result(out, {"implementation": "study", "method": "delta", "dataset": dataset, "seed": 0, "cell": spec.cell,
+                       "lines": len(lines), "metrics": metrics})
+    print(json.dumps(metrics, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--impl", required=True,
+    ap.add_argument("--study", metavar="DATASET", help="retrain the study's seed-0 δ-VAE cell of DATASET instead")
+    ap.add_argument("--impl",
                     help="original / original-shuffled (run_original.py), or ours / ours<tag> (run_ours.py --tag)")
-    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--seed", type=int)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    if a.study:
+        return study_cell(a.study)
+    if a.impl is None or a.seed is None:
+        ap.error("give --impl and --seed (or --study DATASET)")
     out = RESULTS / "delta_estimator" / f"{a.impl}__delta__seed{a.seed}.json"
     if out.exists():
         print(f"{out} exists; delete it to rerun")

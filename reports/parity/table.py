@@ -2,12 +2,16 @@
 
     python reports/parity/table.py                     # prints Markdown: the main table
     python reports/parity/table.py delta-estimator     # δ-VAE's IW-NLL split by delta_estimator.py
+    python reports/parity/table.py --update reports/parity.md   # rewrites each table under its marker comment
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import statistics
 import sys
+from pathlib import Path
 
 from common import METHODS, RESULTS
 
@@ -64,6 +68,7 @@ def delta_estimator() -> None:
           "estimator | IW-NLL − bias | IW-NLL (prior as proposal) | E_q[−log p(x\\|z)] |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [json.loads(f.read_text()) for f in sorted((RESULTS / "delta_estimator").glob("*.json"))]
+    rows = [r for r in rows if r["implementation"] != "study"]       # the study's cells: quoted in the text
     for r in sorted(rows, key=lambda r: (not r["implementation"].startswith("original"), r["implementation"], r["seed"])):
         main_result = RESULTS / f"{r['implementation']}__delta__seed{r['seed']}.json"
         iw = json.loads(main_result.read_text())["metrics"]["iw_nll"] if main_result.exists() else float("nan")
@@ -73,5 +78,34 @@ def delta_estimator() -> None:
               f"{iw - m['latent_iw_bias']:.2f} | {m['iw_nll_prior']:.2f} | {m['recon_q']:.2f} |")
 
 
+TABLES = {"python reports/parity/table.py": main, "python reports/parity/table.py delta-estimator": delta_estimator}
+
+
+def update(page: Path) -> None:
+    """Replace the table below each `<!-- table: COMMAND -->` marker (up to the first blank line) by COMMAND's output."""
+    lines, out, skipping = page.read_text().split("\n"), [], False
+    for line in lines:
+        if skipping:
+            skipping = line != ""
+            if skipping:
+                continue
+        out.append(line)
+        if line.startswith("<!-- table: ") and line.endswith(" -->"):
+            command = line[len("<!-- table: "):-len(" -->")]
+            if command not in TABLES:
+                raise SystemExit(f"{page}: unknown table command {command!r}; known: {sorted(TABLES)}")
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                TABLES[command]()
+            out.extend(buffer.getvalue().rstrip("\n").split("\n"))
+            skipping = True
+    page.write_text("\n".join(out))
+
+
 if __name__ == "__main__":
-    delta_estimator() if sys.argv[1:] == ["delta-estimator"] else main()
+    if sys.argv[1:2] == ["--update"]:
+        update(Path(sys.argv[2]))
+    elif sys.argv[1:] == ["delta-estimator"]:
+        delta_estimator()
+    else:
+        main()
