@@ -34,6 +34,12 @@ from score_original_with_ours import final_checkpoint, original_in_ours
 SAMPLES = BUDGET["iw_samples"]
 
 
+def unit_means(x: np.ndarray) -> list[float]:
+    """Min, mean and max over units of each unit's mean over the sentences."""
+    m = x.mean(0)
+    return [float(m.min()), float(m.mean()), float(m.max())]
+
+
 @torch.no_grad()
 def latent_iw_bias(post, samples: int, repeats: int) -> np.ndarray:
     """Per sentence: E[-log mean_k p(z_k)/q(z_k|x)] over `repeats` draws of `samples` z_k ~ q(z|x)."""
@@ -46,7 +52,7 @@ def latent_iw_bias(post, samples: int, repeats: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def prior_proposal_terms(model, split, nz: int, samples: int, batch_size: int, chunk: int = 50):
+def prior_proposal_iw_nll(model, split, nz: int, samples: int, batch_size: int, chunk: int = 50):
     """Per sentence: the IW estimate of -log p(x) with the prior N(0, I) as proposal (its weights are p(x|z_k))."""
     out = np.zeros(len(split))
     for b in ev._buckets(split, batch_size, "cpu"):
@@ -91,7 +97,7 @@ def study_cell(dataset: str) -> None:
     sigma = post.logvar.mul(0.5).exp().numpy()
     torch.manual_seed(0)
     metrics = {"nll": nll, "iw_samples": cfg.eval.iw_samples,
-               "sigma_unit_means": [float(sigma.mean(0).min()), float(sigma.mean(0).mean()), float(sigma.mean(0).max())],
+               "sigma_unit_means": unit_means(sigma),
                **{f"latent_iw_bias_k{k}": float(latent_iw_bias(post, k, repeats=20).mean())
                   for k in (cfg.eval.iw_samples, SAMPLES)}}
     write_result(out, {"implementation": "study", "method": "delta", "dataset": dataset, "seed": 0, "cell": spec.cell,
@@ -133,12 +139,12 @@ def main() -> None:
     post = ev.encode(method, model, lines, cfg.eval.batch_size, "cpu")
     sigma, mu = post.logvar.mul(0.5).exp().numpy(), post.mean.numpy()
     metrics = {
-        "sigma_unit_means": [float(sigma.mean(0).min()), float(sigma.mean(0).mean()), float(sigma.mean(0).max())],
-        "mu_unit_means": [float(mu.mean(0).min()), float(mu.mean(0).mean()), float(mu.mean(0).max())],
+        "sigma_unit_means": unit_means(sigma),
+        "mu_unit_means": unit_means(mu),
         "share_sigma_above_1": float((sigma > 1).mean()),
         "latent_iw_bias": float(latent_iw_bias(post, SAMPLES, repeats=20).mean()),
         "recon_q": float(recon_under_q(method, model, lines, 20, cfg.eval.batch_size).mean()),
-        "iw_nll_prior": float(prior_proposal_terms(model, lines, cfg.model.nz, SAMPLES, cfg.eval.batch_size).mean()),
+        "iw_nll_prior": float(prior_proposal_iw_nll(model, lines, cfg.model.nz, SAMPLES, cfg.eval.batch_size).mean()),
     }
     write_result(out, {"implementation": a.impl, "method": "delta", "seed": a.seed, "lines": len(lines),
                        "samples": SAMPLES, "metrics": metrics})
