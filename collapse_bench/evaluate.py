@@ -136,6 +136,14 @@ def probe_features(method: Method, model: TextVAE, split: Split, batch_size: int
     return encode(method, model, split, batch_size, device).mean.cpu().double().numpy()
 
 
+def iw_lines(test: Split, iw_sentences: int | None) -> Split:
+    """The test sentences IW-NLL is measured on: all, or a fixed seeded subset of `iw_sentences` (the same for
+    every cell, whatever its run seed)."""
+    if iw_sentences is None or iw_sentences >= len(test):
+        return test
+    return test.subset(np.sort(np.random.default_rng(IW_SUBSET_SEED).choice(len(test), iw_sentences, replace=False)))
+
+
 def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
     """Every test metric of the protocol for a trained model (eval mode, best checkpoint)."""
     model.eval()
@@ -145,8 +153,7 @@ def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, devic
 
 def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
     test = corpus.test
-    iw_test = test if cfg.iw_sentences is None or cfg.iw_sentences >= len(test) else \
-        test.subset(np.sort(np.random.default_rng(IW_SUBSET_SEED).choice(len(test), cfg.iw_sentences, replace=False)))
+    iw_test = iw_lines(test, cfg.iw_sentences)
     nll = iw_nll(method, model, iw_test, cfg.iw_samples, cfg.iw_chunk_rows, cfg.batch_size, device)
     rec, kl = elbo_terms(method, model, test, cfg.batch_size, device)
     metrics = {"nll": float(nll.mean()), "ppl": perplexity(nll, iw_test), "iw_sentences": len(iw_test), "elbo": float((rec + kl).mean()),

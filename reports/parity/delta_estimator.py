@@ -86,8 +86,7 @@ def study_cell(dataset: str) -> None:
     trainer = Trainer(method, cfg, corpus, seed=spec.seed)
     trainer.fit()                                       # as sweep.run_cell, which scores right after
     model = trainer.model.eval()
-    rng = np.random.default_rng(ev.IW_SUBSET_SEED)     # evaluate.score's IW-NLL lines
-    lines = corpus.test.subset(np.sort(rng.choice(len(corpus.test), cfg.eval.iw_sentences, replace=False)))
+    lines = ev.iw_lines(corpus.test, cfg.eval.iw_sentences)     # evaluate.score's IW-NLL lines
     with torch.no_grad():
         nll = float(ev.iw_nll(method, model, lines, cfg.eval.iw_samples, cfg.eval.iw_chunk_rows, cfg.eval.batch_size,
                               "cpu").mean())
