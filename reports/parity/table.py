@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import statistics
 import sys
@@ -44,11 +42,11 @@ def vae_epochs(timing: dict) -> list[float]:
     return seconds
 
 
-def main() -> None:
+def main_table() -> list[str]:
     runs = load()
-    print("| method | implementation | seeds | " + " | ".join(c for _, c, _ in COLUMNS)
-          + " | " + " | ".join(f"probe@{p} raw μ" for p in PROBES) + " | probe@100 std. | s/epoch |")
-    print("|" + "---|" * (4 + len(COLUMNS) + len(PROBES) + 1))
+    rows = ["| method | implementation | seeds | " + " | ".join(c for _, c, _ in COLUMNS)
+            + " | " + " | ".join(f"probe@{p} raw μ" for p in PROBES) + " | probe@100 std. | s/epoch |",
+            "|" + "---|" * (4 + len(COLUMNS) + len(PROBES) + 1)]
     for method in METHODS:
         impls = sorted({impl for (m, impl) in runs if m == method}, key=lambda i: (i != "original", i))
         for impl in impls:
@@ -58,27 +56,29 @@ def main() -> None:
             probes = [fmt([100 * x["probe_raw_mu"][p] for x in m], 1) for p in PROBES]
             std = fmt([100 * x["probe_standardised"]["100"] for x in m if "probe_standardised" in x], 1)
             epoch = fmt([statistics.mean(vae_epochs(r["timing"])) for r in rs if "epoch_seconds" in r["timing"]], 0)
-            print(f"| {method} | {impl} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " | "
-                  + " | ".join(probes) + f" | {std} | {epoch} |")
+            rows.append(f"| {method} | {impl} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " | "
+                        + " | ".join(probes) + f" | {std} | {epoch} |")
+    return rows
 
 
-def delta_estimator() -> None:
+def delta_estimator() -> list[str]:
     """One row per δ-VAE model measured by delta_estimator.py, beside its IW-NLL from the main results."""
-    print("| implementation | seed | σ per unit (min / mean / max) | IW-NLL (q, K=500) | latent-space bias of the "
-          "estimator | IW-NLL − bias | IW-NLL (prior as proposal) | E_q[−log p(x\\|z)] |")
-    print("|---|---|---|---|---|---|---|---|")
-    rows = [json.loads(f.read_text()) for f in sorted((RESULTS / "delta_estimator").glob("*.json"))]
-    rows = [r for r in rows if r["implementation"] != "study"]       # the study's cells: quoted in the text
-    for r in sorted(rows, key=lambda r: (not r["implementation"].startswith("original"), r["implementation"], r["seed"])):
+    lines = ["| implementation | seed | σ per unit (min / mean / max) | IW-NLL (q, K=500) | latent-space bias of the "
+             "estimator | IW-NLL − bias | IW-NLL (prior as proposal) | E_q[−log p(x\\|z)] |",
+             "|---|---|---|---|---|---|---|---|"]
+    models = [json.loads(f.read_text()) for f in sorted((RESULTS / "delta_estimator").glob("*.json"))]
+    models = [r for r in models if r["implementation"] != "study"]       # the study's cells: quoted in the text
+    for r in sorted(models, key=lambda r: (not r["implementation"].startswith("original"), r["implementation"], r["seed"])):
         main_result = RESULTS / f"{r['implementation']}__delta__seed{r['seed']}.json"
         iw = json.loads(main_result.read_text())["metrics"]["iw_nll"] if main_result.exists() else float("nan")
         m = r["metrics"]
         sigma = " / ".join(f"{v:.3f}" for v in m["sigma_unit_means"])
-        print(f"| {r['implementation']} | {r['seed']} | {sigma} | {iw:.2f} | {m['latent_iw_bias']:.2f} | "
-              f"{iw - m['latent_iw_bias']:.2f} | {m['iw_nll_prior']:.2f} | {m['recon_q']:.2f} |")
+        lines.append(f"| {r['implementation']} | {r['seed']} | {sigma} | {iw:.2f} | {m['latent_iw_bias']:.2f} | "
+                     f"{iw - m['latent_iw_bias']:.2f} | {m['iw_nll_prior']:.2f} | {m['recon_q']:.2f} |")
+    return lines
 
 
-TABLES = {"python reports/parity/table.py": main, "python reports/parity/table.py delta-estimator": delta_estimator}
+TABLES = {"python reports/parity/table.py": main_table, "python reports/parity/table.py delta-estimator": delta_estimator}
 
 
 def update(page: Path) -> None:
@@ -94,10 +94,7 @@ def update(page: Path) -> None:
             command = line[len("<!-- table: "):-len(" -->")]
             if command not in TABLES:
                 raise SystemExit(f"{page}: unknown table command {command!r}; known: {sorted(TABLES)}")
-            buffer = io.StringIO()
-            with contextlib.redirect_stdout(buffer):
-                TABLES[command]()
-            out.extend(buffer.getvalue().rstrip("\n").split("\n"))
+            out.extend(TABLES[command]())
             skipping = True
     page.write_text("\n".join(out))
 
@@ -105,7 +102,5 @@ def update(page: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--update"]:
         update(Path(sys.argv[2]))
-    elif sys.argv[1:] == ["delta-estimator"]:
-        delta_estimator()
     else:
-        main()
+        print("\n".join(delta_estimator() if sys.argv[1:] == ["delta-estimator"] else main_table()))
