@@ -12,7 +12,8 @@ from collapse_bench.data import (BOS, DATASETS, EOS, PAD, SPECIALS, UNK, Batch, 
 from collapse_bench.data import synthetic as S
 
 # the staged corpora: $COLLAPSE_BENCH_DATA, else shared/data beside the checkout
-DATA = Path(os.environ.get("COLLAPSE_BENCH_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+DATA = Path(os.environ.get("COLLAPSE_BENCH_DATA")
+            or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"staged corpora not found at {DATA}")
 
 
