@@ -1,4 +1,5 @@
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +8,12 @@ import torch
 
 from collapse_bench import data as D
 from collapse_bench.data import (BOS, DATASETS, EOS, PAD, SPECIALS, UNK, Batch, Corpus, DataError, DataLimits, Split,
-                                 Vocab, bucket_batches, load_corpus)
+                                 Vocab, bucket_batches, check_dataset, load_corpus)
+from collapse_bench.data import synthetic as S
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the staged corpora: $COLLAPSE_BENCH_DATA, else shared/data beside the checkout
+DATA = Path(os.environ.get("COLLAPSE_BENCH_DATA")
+            or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"staged corpora not found at {DATA}")
 
 
@@ -172,6 +176,59 @@ def test_missing_data_dir_says_how_to_give_it(monkeypatch):
         load_corpus("ptb", None)
 
 
+# ----------------------------------------------------------------------------- check_dataset (cheap, before a sweep)
+
+PTB_FILES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
+
+
+def test_check_dataset_unknown_name_suggests_and_lists_known():
+    with pytest.raises(DataError, match="Did you mean 'yahoo-mini'") as e:
+        check_dataset("yahoo_mini", None)
+    assert all(n in str(e.value) for n in DATASETS)
+    with pytest.raises(DataError, match="unknown dataset 'mnist'") as e:
+        check_dataset("mnist", None)
+    assert "Did you mean" not in str(e.value)
+
+
+def test_check_dataset_missing_folder_names_files_place_flag_and_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("COLLAPSE_BENCH_DATA", raising=False)
+    with pytest.raises(DataError) as e:
+        check_dataset("ptb", None)
+    assert all(s in str(e.value) for s in ("--data-dir", "COLLAPSE_BENCH_DATA", "ptb/ptb.train.txt"))
+    absent = tmp_path / "absent"
+    with pytest.raises(DataError) as e:
+        check_dataset("ptb", str(absent))
+    msg = str(e.value)
+    assert "3 of 3" in msg and all(str(absent / "ptb" / f) in msg for f in PTB_FILES)
+    assert "does not exist" in msg and "--data-dir" in msg and "COLLAPSE_BENCH_DATA" in msg
+    monkeypatch.setenv("COLLAPSE_BENCH_DATA", str(absent))
+    with pytest.raises(DataError, match=f"missing in {absent} \\(from COLLAPSE_BENCH_DATA"):
+        check_dataset("ptb", None)
+
+
+def test_check_dataset_names_only_the_missing_file(tmp_path):
+    (tmp_path / "ptb").mkdir()
+    for f in PTB_FILES[:2]:
+        (tmp_path / "ptb" / f).write_text("a b\n")
+    with pytest.raises(DataError) as e:
+        check_dataset("ptb", tmp_path)
+    msg = str(e.value)
+    assert "1 of 3" in msg and str(tmp_path / "ptb" / "ptb.test.txt") in msg
+    assert "ptb.train.txt" not in msg and "does not exist" not in msg
+
+
+def test_check_dataset_passes_on_existence_without_reading(tmp_path):
+    (tmp_path / "ptb").mkdir()
+    for f in PTB_FILES[:2]:
+        (tmp_path / "ptb" / f).write_text("a b\n\n")          # a blank line: loading would fail
+    with gzip.open(tmp_path / "ptb" / "ptb.test.txt.gz", "wt") as f:
+        f.write("c\n")
+    assert check_dataset("ptb", tmp_path) is None
+    assert check_dataset("synthetic", None) is None
+    with pytest.raises(DataError, match="blank line"):          # the check did not read the files; loading does
+        load_corpus("ptb", tmp_path)
+
+
 # ----------------------------------------------------------------------------- synthetic
 
 SYNTHETIC_FINGERPRINT = "312f7a2d09dba0ac4e8a789fc6ceb1ad338e6b96c7bf14873606481e383ba63e"
@@ -201,23 +258,31 @@ def test_synthetic_sizes_labels_and_determinism(synthetic):
 
 def test_synthetic_corpus_disk_cache_round_trips_and_never_trusts_a_bad_file(synthetic, tmp_path, monkeypatch):
     monkeypatch.setenv(D.CACHE_ENV_VAR, str(tmp_path))
-    D._synthetic_arrays.cache_clear()
+    S._synthetic_arrays.cache_clear()
     try:
-        D._synthetic_arrays()                                   # generated here (empty cache), then written
+        S._synthetic_arrays()                                   # generated here (empty cache), then written
         (path,) = tmp_path.glob("synthetic-*.npz")
-        D._synthetic_arrays.cache_clear()
+        S._synthetic_arrays.cache_clear()
         assert load_corpus("synthetic", None).fingerprint() == SYNTHETIC_FINGERPRINT   # read back from the file
-        arrays = D._read_cached(path)
+        arrays = S._read_cached(path)
         assert arrays is not None and [a.dtype for a in arrays] == [np.int64, np.int64, np.float32]
         path.write_bytes(path.read_bytes()[:4096])              # a truncated file (a writer killed mid-way)
-        assert D._read_cached(path) is None
-        D._write_cached(path, tuple(a[:10] for a in arrays))    # another generator's shapes
-        assert D._read_cached(path) is None
-        assert D._read_cached(tmp_path / "absent.npz") is None
+        assert S._read_cached(path) is None
+        S._write_cached(path, tuple(a[:10] for a in arrays))    # another generator's shapes
+        assert S._read_cached(path) is None
+        assert S._read_cached(tmp_path / "absent.npz") is None
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]   # no temporary file left behind
         monkeypatch.setenv(D.CACHE_ENV_VAR, "off")
-        assert D._synthetic_cache_file() is None
+        assert S._synthetic_cache_file() is None
     finally:
-        D._synthetic_arrays.cache_clear()
+        S._synthetic_arrays.cache_clear()
+
+
+def test_synthetic_cache_write_failure_is_swallowed(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    S._write_cached(blocker / "synthetic-x.npz", (np.zeros(1),) * 3)   # OSError inside: the next process regenerates
+    assert [p.name for p in tmp_path.iterdir()] == ["not-a-dir"]
 
 
 def test_synthetic_labels_are_the_latent_component_and_shape_the_text(synthetic):
