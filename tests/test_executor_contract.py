@@ -154,7 +154,8 @@ def test_a_lazy_iterable_is_pulled_only_when_a_worker_is_free(make):
     assert sorted(done) == list(range(5))
 
 
-def test_ctrl_c_stops_the_running_cells_and_keeps_the_finished_ones(make, tmp_path):
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError], ids=["ctrl_c", "callback_raises"])
+def test_ctrl_c_or_a_raising_callback_stops_the_running_cells_and_keeps_the_finished_ones(make, tmp_path, stop):
     executor = make()
     serial = isinstance(executor, SerialExecutor)
     specs = [Spec(0, str(tmp_path)), Spec(100, str(tmp_path)), Spec(101, str(tmp_path))]
@@ -164,9 +165,12 @@ def test_ctrl_c_stops_the_running_cells_and_keeps_the_finished_ones(make, tmp_pa
         done.append(spec.seed)
         if not serial:          # a blocking cell holds a worker (serial: none has started yet)
             wait_for(lambda: any(tmp_path.glob("started-*")), "a blocking cell to start")
-        os.kill(os.getpid(), signal.SIGINT)
+        if stop is KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGINT)        # as a terminal's Ctrl-C reaches the driver
+            wait_for(lambda: False, "the SIGINT to arrive")   # KeyboardInterrupt comes out of this wait
+        raise RuntimeError("the driver stops here")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(stop):
         executor.map(block, specs, on_result)
     assert done == [0]
     assert serial or any(tmp_path.glob("started-*"))
@@ -178,6 +182,7 @@ def test_ctrl_c_stops_the_running_cells_and_keeps_the_finished_ones(make, tmp_pa
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1]
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")   # a zombie is gone too
+    return not state.startswith("Z")                    # a zombie has stopped too
