@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from collapse_bench import data
-from collapse_bench.executor import _local_cpus
+from collapse_bench.executor import SerialExecutor, local_cpus
 from collapse_bench.store import ResultStore
-from collapse_bench.sweep import CellSpec, SerialExecutor, _corpus, run_sweep
+from collapse_bench.sweep import CellSpec, _corpus, run_sweep
 
 MAX_RATIO = 0.6
 SPECS = {size: [CellSpec("vanilla", "synthetic", size, seed) for seed in range(4)] for size in ("smoke", "default")}
@@ -70,7 +70,7 @@ def _ray_against_serial(specs: list[CellSpec], benchmark, tmp_path: Path, summar
 def test_ray_sweep_of_four_default_cells_against_serial(benchmark, tmp_path, mode, summary):
     if mode != "full":
         pytest.skip("full timing run only: 4 default cells take minutes (the smoke-cell test runs the code path)")
-    if _local_cpus() < 2:
+    if local_cpus() < 2:
         pytest.skip("needs 2 CPUs")
     ratio = _ray_against_serial(SPECS["default"], benchmark, tmp_path, summary)
     assert ratio <= MAX_RATIO, f"the Ray sweep of 4 default cells took {ratio:.2f} x the serial time"

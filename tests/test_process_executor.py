@@ -1,102 +1,43 @@
-"""The process executor (spawned workers, one cell each): parallel cells, start/step events, a killed worker,
-retries, a raising cell, lazy inputs, Ctrl-C; and the serial executor's step events. The cells are the cheap
-functions of `proc_cells` (no torch), so a worker starts in well under a second."""
+"""What only the process executor has: the BLAS thread variables of its workers (replacements included),
+Ctrl-C during a worker's start, a cell its worker cannot load, a cell function it cannot send. The contract
+itself (events, a killed worker, retries, Ctrl-C, lazy inputs) is in test_executor_contract.py."""
 from __future__ import annotations
 
 import os
 import signal
 import sys
-import threading
-import time
 import types
 
 import pytest
-from proc_cells import Spec, die_once, kill_seed1, raise_seed0, sleepy, stepping, timed
+from proc_cells import Spec, blas_env, block, echo, kill_seed1
 
-from collapse_bench.executor import ProcessExecutor
-from collapse_bench.store import ResultStore
-from collapse_bench.sweep import SerialExecutor, run_sweep
+from collapse_bench.executor import CellError, ExecutorError, ProcessExecutor
 
 
-def test_process_workers_run_cells_at_once_in_their_own_processes():
-    got: list[dict] = []
-    ProcessExecutor(jobs=2).map(timed, [Spec(0), Spec(1)], got.append)
-    a, b = sorted(got, key=lambda r: r["seed"])
-    assert a["pid"] != b["pid"] and os.getpid() not in (a["pid"], b["pid"])
-    assert a["t0"] < b["t1"] and b["t0"] < a["t1"]                       # overlapping in time
+def _collect(executor: ProcessExecutor, fn, specs) -> tuple[dict, dict]:
+    results: dict[int, dict] = {}
+    failures: dict[int, CellError] = {}
+    executor.map(fn, specs, lambda s, r: results.__setitem__(s.seed, r),
+                 on_failure=lambda s, e: failures.__setitem__(s.seed, e))
+    return results, failures
 
 
-def test_process_executor_reports_start_and_steps():
-    events: list[tuple] = []
-    ProcessExecutor(jobs=1).map(stepping, [Spec(0), Spec(1)], lambda r: events.append(("done", r["seed"])),
-                                on_start=lambda s: events.append(("start", s.seed)),
-                                on_step=lambda s, i, n: events.append(("step", s.seed, i, n)))
-    for seed in (0, 1):
-        mine = [e for e in events if e[1] == seed]
-        assert mine[0] == ("start", seed) and ("step", seed, 3, 3) in mine and mine[-1] == ("done", seed)
+def test_workers_get_the_blas_thread_variables_and_the_driver_keeps_its_own(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    results, _ = _collect(ProcessExecutor(jobs=1, threads=3), blas_env, [Spec(0)])
+    assert (results[0]["omp"], results[0]["openblas"]) == ("3", "3")
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
-def test_a_killed_worker_is_a_failed_cell_the_sweep_goes_on_and_a_rerun_resumes(tmp_path):
-    specs = [Spec(s, str(tmp_path)) for s in range(4)]
-    records = run_sweep(specs, tmp_path, ProcessExecutor(jobs=2), fn=kill_seed1)
-    by = {r["seed"]: r for r in records}
-    assert [by[s]["status"] for s in range(4)] == ["ok", "failed", "ok", "ok"]
-    assert by[1]["error"]["type"] == "WorkerDied" and "SIGKILL" in by[1]["error"]["message"]
-    ran: list[int] = []
-    run_sweep(specs, tmp_path, SerialExecutor(), fn=lambda s: ran.append(s.seed) or {**by[0], "cell": s.cell})
-    assert ran == [1]
+def test_a_replacement_worker_gets_the_variables_too(monkeypatch, tmp_path):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # seed 1 kills the only worker; seed 4 runs in the replacement pebble starts from its manager thread
+    results, failures = _collect(ProcessExecutor(jobs=1, threads=2), _kill_then_env, [Spec(1), Spec(4)])
+    assert list(failures) == [1] and (results[4]["omp"], results[4]["openblas"]) == ("2", "2")
 
 
-def test_a_dead_worker_is_retried_and_a_raising_cell_is_recorded(tmp_path):
-    got: list[dict] = []
-    ProcessExecutor(jobs=2, retries=1).map(die_once, [Spec(0, str(tmp_path)), Spec(1, str(tmp_path))], got.append)
-    assert sorted(r["status"] for r in got) == ["ok", "ok"]
-    got.clear()
-    ProcessExecutor(jobs=2).map(raise_seed0, [Spec(0), Spec(1), Spec(2)], got.append)
-    by = {r["seed"]: r for r in got}
-    assert by[0]["status"] == "failed" and by[0]["error"]["type"] == "ValueError"
-    assert "bad cell on purpose" in by[0]["error"]["message"] and by[1]["status"] == by[2]["status"] == "ok"
-
-
-def test_a_cell_the_worker_cannot_load_fails_alone(monkeypatch):
-    ghost = types.ModuleType("cb_ghost_module")            # exists in the driver only, not on disk
-    ghost.Ghost = type("Ghost", (Spec,), {"__module__": "cb_ghost_module"})
-    monkeypatch.setitem(sys.modules, "cb_ghost_module", ghost)
-    got: list[dict] = []
-    ProcessExecutor(jobs=1).map(timed, [ghost.Ghost(0), Spec(1)], got.append)
-    by = {r["seed"]: r for r in got}
-    assert by[0]["status"] == "failed" and by[0]["error"]["type"] == "ModuleNotFoundError"
-    assert "could not load the cell" in by[0]["error"]["message"] and by[1]["status"] == "ok"
-
-
-def test_a_lazy_iterable_is_pulled_only_when_a_worker_is_free():
-    pulled, done = [], []
-
-    def specs():
-        for s in range(5):
-            pulled.append(s)
-            assert len(pulled) - len(done) <= 2
-            yield Spec(s)
-
-    ProcessExecutor(jobs=2).map(timed, specs(), done.append)
-    assert sorted(r["seed"] for r in done) == list(range(5))
-
-
-def test_ctrl_c_stops_the_workers_and_keeps_finished_cells(tmp_path):
-    specs = [Spec(0, str(tmp_path)), Spec(100, str(tmp_path)), Spec(101, str(tmp_path))]
-
-    def on_result(record):
-        threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
-
-    t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(specs, tmp_path, ProcessExecutor(jobs=2), fn=sleepy, on_result=on_result)
-    assert time.perf_counter() - t0 < 60
-    store = ResultStore(tmp_path)
-    assert store.is_done(specs[0].cell) and store.load(specs[1].cell) is None
-    pid = int((tmp_path / "pid-100").read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)                                                   # the sleeper is gone, and reaped
+def _kill_then_env(spec: Spec, on_step) -> dict:
+    return kill_seed1(spec, on_step) if spec.seed == 1 else blas_env(spec, on_step)
 
 
 def _ctrl_c_during_worker_start(monkeypatch, to_driver: bool) -> None:
@@ -114,25 +55,26 @@ def _ctrl_c_during_worker_start(monkeypatch, to_driver: bool) -> None:
 
 
 def test_a_ctrl_c_while_a_worker_starts_reaches_the_driver(tmp_path, monkeypatch):
-    """The driver used to ignore SIGINT around a worker's start and so lost a Ctrl-C that came then: the sweep
-    ran on. Now SIGINT is held (blocked) meanwhile and delivered right after."""
     _ctrl_c_during_worker_start(monkeypatch, to_driver=True)
-    t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        ProcessExecutor(jobs=1).map(sleepy, [Spec(0, str(tmp_path))], lambda r: None)   # a lost Ctrl-C: it just ends
-    assert time.perf_counter() - t0 < 30
+    with pytest.raises(KeyboardInterrupt):       # a lost Ctrl-C would leave the blocking cell running for ever
+        ProcessExecutor(jobs=1).map(block, [Spec(100, str(tmp_path))], lambda s, r: None)
 
 
-def test_a_ctrl_c_while_a_worker_starts_does_not_kill_the_worker(tmp_path, monkeypatch):
+def test_a_ctrl_c_while_a_worker_starts_does_not_kill_the_worker(monkeypatch):
     _ctrl_c_during_worker_start(monkeypatch, to_driver=False)
-    got: list[dict] = []
-    ProcessExecutor(jobs=1).map(sleepy, [Spec(0, str(tmp_path))], got.append)
-    assert [r["status"] for r in got] == ["ok"]
+    results, failures = _collect(ProcessExecutor(jobs=1), echo, [Spec(0)])
+    assert list(results) == [0] and failures == {}
 
 
-def test_serial_executor_passes_steps_to_cells_that_take_them():
-    events: list[tuple] = []
-    SerialExecutor().map(stepping, [Spec(0)], lambda r: events.append(("done",)),
-                         on_start=lambda s: events.append(("start",)), on_step=lambda s, i, n: events.append((i, n)))
-    assert events == [("start",), (1, 3), (2, 3), (3, 3), ("done",)]
-    SerialExecutor().map(lambda s: {"cell": s.cell}, [Spec(0)], events.append, on_step=lambda *a: None)   # no on_step
+def test_a_cell_the_worker_cannot_load_fails_alone(monkeypatch):
+    ghost = types.ModuleType("cb_ghost_module")            # exists in the driver only, not on disk
+    ghost.Ghost = type("Ghost", (Spec,), {"__module__": "cb_ghost_module"})
+    monkeypatch.setitem(sys.modules, "cb_ghost_module", ghost)
+    results, failures = _collect(ProcessExecutor(jobs=1), echo, [ghost.Ghost(0), Spec(1)])
+    assert list(results) == [1] and failures[0].type == "ModuleNotFoundError"
+    assert "cb_ghost_module" in failures[0].message
+
+
+def test_a_cell_function_that_cannot_be_sent_is_a_clear_error():
+    with pytest.raises(ExecutorError, match="define them at module level"):
+        ProcessExecutor(jobs=1).map(lambda spec, on_step: None, [Spec(0)], lambda s, r: None)

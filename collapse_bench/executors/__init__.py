@@ -1,0 +1,1 @@
+"""Executors: serial, process (pebble's pool) and Ray, one contract (`executors.base`)."""
