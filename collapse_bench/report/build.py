@@ -12,6 +12,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from ..baseline import VANILLA
 from . import findings as fnd
 from . import published
 from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed_key
@@ -108,7 +109,7 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
     notes = fnd.read_notes(run_dir)
     for b in boards:
         b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal, dims)]
-        if (b.runs["method"] == "vanilla").any() and (b.runs["status"] == "ok").any():
+        if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
             b.findings = fnd.check_findings(b.runs, b.dataset, notes)
     found = [f for b in boards for f in b.findings]
     if found:
