@@ -92,6 +92,8 @@ def cmd_list(args) -> int:
                 if p.method == name and p.method_params() == defaults]
         if rows:
             print(f"{'':14s} its defaults are the paper's: {' | '.join(rows)}")
+    for origin, why in registry.unavailable().items():
+        print(f"unavailable: {origin}: {why}")
     return 0
 
 

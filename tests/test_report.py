@@ -538,27 +538,83 @@ def test_study_page_with_every_method_legends_clear_and_no_label_cut(tmp_path: P
         driver.quit()
 
 
-def test_findings_on_known_answers(tmp_path: Path) -> None:
-    """Each finding's verdict follows its criterion on constructed results (study_records: vanilla KL 0.05, AU 0;
-    every other method's AU = 2k for its registry index k)."""
+# method -> (params, KL, MI, AU, probe accuracy at 100 labels, train seconds), one value per seed, at nz 16
+KNOWN: dict[str, tuple[dict[str, Any], list[float], list[float], list[float], list[float], float]] = {
+    "vanilla": ({}, [0.05, 0.04, 0.06], [0.02, 0.01, 0.03], [0, 0, 0], [0.60, 0.61, 0.59], 100.0),
+    "beta": ({"beta": 0.4}, [1.0, 1.1, 0.9], [0.5, 0.6, 0.4], [3, 4, 2], [0.62, 0.63, 0.61], 100.0),
+    "cyclic": ({}, [0.1, 0.2, 0.1], [0.1, 0.1, 0.1], [0, 1, 0], [0.60, 0.62, 0.61], 100.0),
+    "skip": ({}, [2.0, 2.2, 1.8], [1.0, 1.1, 0.9], [2, 3, 2], [0.63, 0.64, 0.62], 100.0),
+    # floor nz·δ = 16 · 0.15 = 2.4 (not the default δ 0.1 and nz 32: 3.2, which the KL 2.6 would be under)
+    "delta": ({"delta": 0.15, "pretrain": "none"}, [2.6, 2.6, 2.6], [0.1, 0.2, 0.1], [16, 16, 16], [0.62, 0.6, 0.61],
+              100.0),
+    # floor nz·γ²/2 = 16 · 0.25 / 2 = 2.0, AU = nz = 16 (not γ 0.6, nz 32: 5.76 and 32); the best MI
+    "bnvae": ({"gamma": 0.5, "pretrain": "none"}, [2.4, 2.5, 2.6], [3.0, 3.1, 2.9], [16, 16, 16], [0.71, 0.73, 0.70],
+              103.0),
+    "agg": ({}, [3.0, 3.1, 2.9], [1.5, 1.6, 1.4], [5, 6, 4], [0.70, 0.72, 0.71], 900.0),
+}
+
+
+def known_records(methods: tuple[str, ...] = tuple(KNOWN), *, without_latent: bool = True) -> list[dict[str, Any]]:
+    """Three seeds of each of ``methods`` at nz 16 on short-yelp, and (``without_latent``) a model without a latent
+    whose metrics claim an MI above everyone's: a record without a latent has no MI, whatever it is called."""
+    recs = []
+    for m in methods:
+        params, kls, mis, aus, probes, secs = KNOWN[m]
+        for seed, (kl, mi, au, acc) in enumerate(zip(kls, mis, aus, probes)):
+            metrics = {"nll": 30.0, "kl": kl, "mi": mi, "au": au, "iw_samples": 100,
+                       "probe": {"100": {"mean": acc, "sd": 0.01, "n": 3}}}
+            recs.append(record(m, m, seed, params=dict(params), dataset="short-yelp", size="study", metrics=metrics,
+                               train_seconds=secs))
+    if without_latent:
+        recs += [record("nolatent", "nolatent", seed, dataset="short-yelp", size="study", train_seconds=80.0,
+                        metrics={"nll": 29.0, "kl": 0.0, "mi": 50.0, "au": 0, "iw_samples": 0, "has_latent": False,
+                                 "probe": {}}) for seed in range(3)]
+    for r in recs:
+        r["config"]["model"]["nz"] = 16
+    return recs
+
+
+def findings_of(records: list[dict[str, Any]]) -> dict[str, Any]:
     from collapse_bench.report.findings import check_findings
     from collapse_bench.report.stats import add_time_ratio
-    df = add_time_ratio(frame(study_records()))
-    sy = df[df["dataset"] == "short-yelp"]
-    found = {f.id: f for f in check_findings(sy, "short-yelp")}
-    assert found["vanilla-collapses"].verdict == "reproduced"
-    assert "KL 0.05" in found["vanilla-collapses"].evidence
-    # bnvae is registry index 4: AU 8 of 32 -> not every seed at nz; KL 4.x < 32*0.36/2 = 5.76
-    assert found["bnvae"].verdict in ("not reproduced", "partly reproduced")
-    assert "not every seed" in found["bnvae"].evidence
-    # savae trains 31x vanilla: outside 12.8 x 1.5; agg 9x: outside [1.87, 6.9]; bnvae 1x: inside
-    assert found["cost-savae"].verdict == "not reproduced" and "31.00" in found["cost-savae"].evidence
-    assert found["cost-agg"].verdict == "not reproduced"
-    assert found["cost-bnvae"].verdict == "reproduced"
-    ptb = {f.id: f for f in check_findings(df[df["dataset"] == "ptb"], "ptb")}
-    assert ptb["probe-100"].verdict == "not comparable"
-    no_delta = {f.id: f for f in check_findings(sy[sy["method"] != "delta"], "short-yelp")}
-    assert no_delta["delta-floor"].verdict == "not comparable" and "delta" in no_delta["delta-floor"].evidence
+    return {f.id: f for f in check_findings(add_time_ratio(frame(records)), "short-yelp")}
+
+
+def test_findings_on_known_answers() -> None:
+    """Each finding's verdict follows its criterion on constructed results, with the parameters (δ, γ, nz) read
+    from the records themselves."""
+    found = findings_of(known_records())
+    assert {k: f.verdict for k, f in found.items()} == {
+        "vanilla-collapses": "reproduced",                # KL 0.05 < 0.5, AU 0
+        "little-kl": "partly reproduced",                 # beta and skip ≥ vanilla + 0.5, cyclic not
+        "delta-floor": "reproduced",                      # 2.4 ≤ 2.6 < 3.4, MI 0.13 < 0.5
+        "bnvae": "reproduced",                            # AU 16 = nz every seed, KL 2.5 ≥ 2.0, best MI
+        "probe-100": "reproduced",                        # bnvae best (71.3%), agg (71.0%) tied with it
+        "cost-bnvae": "reproduced",                       # 1.03× inside [1.03/1.5, 1.03·1.5]
+        "cost-agg": "not reproduced",                     # 9× outside [2.8/1.5, 4.6·1.5]
+        "cost-savae": "not comparable",                   # no savae cell
+    }
+    assert found["vanilla-collapses"].evidence == "vanilla KL 0.05 ± 0.01, MI 0.02 ± 0.01, AU 0.0 ± 0.0 (3 seeds)"
+    assert "floor nz·δ = 2.40" in found["delta-floor"].evidence
+    assert found["bnvae"].evidence.startswith("BN-VAE (γ 0.5) AU 16.0 ± 0.0 of 16 (every seed at 16); "
+                                              "KL 2.50 ± 0.10 against nz·γ²/2 = 2.00; MI 3.00 ± 0.10, the best MI")
+    assert found["probe-100"].evidence.startswith("agg 71.0 ± 1.0% (tied with the best); bnvae 71.3 ± 1.5% (best)")
+    assert found["cost-agg"].evidence.startswith("whole-run training time 9.00 ± 0.00× vanilla")
+    assert found["cost-savae"].evidence == "not run here: savae"
+
+
+def test_findings_whose_methods_did_not_run_are_not_comparable() -> None:
+    """No finding is reproduced on no evidence: without β-VAE, cyclic and Skip-VAE 'keep a little KL' is not
+    comparable (it was 'reproduced', zero of zero methods counting as all), and a record without the parameter
+    a floor needs makes that finding not comparable rather than assume a default."""
+    found = findings_of(known_records(("vanilla", "delta", "bnvae", "agg"), without_latent=False))
+    assert (found["little-kl"].verdict, found["little-kl"].evidence) == ("not comparable",
+                                                                         "not run here: beta, cyclic, skip")
+    recs = known_records(("vanilla", "bnvae"), without_latent=False)
+    for r in recs:
+        r["params"].pop("gamma", None)
+    bn = findings_of(recs)["bnvae"]
+    assert (bn.verdict, bn.evidence) == ("not comparable", "not measured: bnvae's records give no parameter gamma")
 
 
 def test_page_is_a_function_of_the_results(tmp_path: Path) -> None:

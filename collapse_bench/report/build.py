@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +11,8 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from ..baseline import VANILLA
+from ..fileio import atomic_write_text
 from . import findings as fnd
 from . import published
 from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed_key
@@ -76,17 +77,6 @@ def _template() -> jinja2.Template:
     return env.from_string(text)
 
 
-def _write(path: Path, text: str) -> None:
-    """Atomic replace, so a reader never sees half a page."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
                  warn: Callable[[str], None] | None = None) -> Path:
     """Build the leaderboard from ``run_dir/results/*.json`` (or ``run_dir/results.jsonl``); return its path.
@@ -108,15 +98,15 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
     notes = fnd.read_notes(run_dir)
     for b in boards:
         b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal, dims)]
-        if (b.runs["method"] == "vanilla").any() and (b.runs["status"] == "ok").any():
+        if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
             b.findings = fnd.check_findings(b.runs, b.dataset, notes)
     found = [f for b in boards for f in b.findings]
     if found:
-        _write(out.parent / FINDINGS_NAME, fnd.markdown(found))
-    _write(out.parent / JSONL_NAME,
+        atomic_write_text(out.parent / FINDINGS_NAME, fnd.markdown(found))
+    atomic_write_text(out.parent / JSONL_NAME,
            "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in loaded.records))
-    _write(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))
+    atomic_write_text(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))
     html = _template().render(info=_info(df, loaded), boards=boards, unreadable=loaded.unreadable,
                               citation=published.CITATION, csv_name=CSV_NAME, jsonl_name=JSONL_NAME, runs_of=_runs)
-    _write(out, html)
+    atomic_write_text(out, html)
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import special   # not scipy.stats: its import alone is ~1 s of every `report`
 
-from ..registry import VANILLA
+from ..baseline import VANILLA
 
 ALPHA = 0.05
 
