@@ -2,12 +2,15 @@
 progress, and bad input refused with the fix before anything is created."""
 from __future__ import annotations
 
-import json
+import contextlib
 import io
+import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,12 +59,15 @@ def test_run_adds_vanilla_reuses_it_and_no_baseline_opts_out(tmp_path, capsys, m
     assert f"{d_nll:+.2f}" in fb_line and f"{ratio:.2f}" in fb_line and "@100" in fb_line
     assert "vanilla" not in vs.split("\n", 2)[2]                         # no row comparing vanilla with itself
 
-    van = ResultStore(out).path(recs["vanilla"]["cell"])
-    before = van.stat().st_mtime_ns
+    # a rerun runs no finished cell and rewrites no file
+    stamps = lambda: {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}  # noqa: E731
+    before = stamps()
     assert main(["run", "--methods", "fb", *FAST, "--out", str(out), "--no-report", "--no-baseline"]) == 0
-    assert "1 cell: 1 already done" in capsys.readouterr().err       # --no-baseline: fb alone
+    err = capsys.readouterr().err
+    assert "1 cell: 1 already done" in err and "[ok] " not in err       # --no-baseline: fb alone
     assert main(["run", "--methods", "vae,fb", *FAST, "--out", str(out), "--no-report"]) == 0   # alias of vanilla
-    assert "2 cells: 2 already done" in capsys.readouterr().err and van.stat().st_mtime_ns == before
+    err = capsys.readouterr().err
+    assert "2 cells: 2 already done" in err and "[ok] " not in err and stamps() == before
 
 
 def test_baseline_table_pairs_like_the_report():
@@ -133,33 +139,81 @@ def test_several_cells_use_every_core_by_default(monkeypatch):
 
 
 # --- Ctrl-C ------------------------------------------------------------------------------------------------
-def test_ctrl_c_in_a_terminal_ends_the_cli_cleanly(tmp_path):
-    """SIGINT to the whole process group, as a terminal sends it: exit 130, one message, no traceback."""
-    cmd = [sys.executable, "-m", "collapse_bench", "run", "--methods", "fb", "--size", "smoke", "--jobs", "2",
-           "--out", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        first = [proc.stderr.readline() for _ in range(1)][0]
-        assert "to run on 2 worker processes" in first, first
-        time.sleep(2.0)
-        os.killpg(proc.pid, signal.SIGINT)
-        err = proc.stderr.read()
-        assert proc.wait(timeout=60) == 130
-        deadline = time.time() + 20
-        while time.time() < deadline:                                     # no worker left behind
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("processes of the interrupted run are still alive")
-    finally:
+HANG_GUARD_S = 300     # only a run that hangs takes this long; nothing is timed
+
+
+def _pump(stream) -> queue.Queue:
+    """The lines of `stream` as they arrive, then None, read by a thread so that a wait can give up on a hang."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _read_until(lines: queue.Queue, seen: list[str], marker: str | None) -> None:
+    """Append lines to `seen` up to the first containing `marker` (with None: to the end of the stream)."""
+    while True:
         try:
+            line = lines.get(timeout=HANG_GUARD_S)
+        except queue.Empty:
+            pytest.fail(f"no output for {HANG_GUARD_S} s waiting for {marker!r}; so far:\n{''.join(seen)}")
+        if line is None:
+            if marker is None:
+                return
+            pytest.fail(f"the run ended before printing {marker!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if marker is not None and marker in line:
+            return
+
+
+def test_ctrl_c_in_a_terminal_ends_the_cli_cleanly_and_a_rerun_resumes(tmp_path):
+    """SIGINT to the whole process group, as a terminal sends it, once a first cell has finished (of four, two
+    worker processes): exit 130, one message and no traceback, no worker left behind, the finished cells' files
+    kept; rerunning the same command runs only the missing cells and leaves the kept files untouched."""
+    cmd = [sys.executable, "-m", "collapse_bench", "run", "--methods", "vanilla", "--seeds", "0,1,2,3", "--size",
+           "smoke", "--set", "eval.probe_repeats=1", "--jobs", "2", "--no-report", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    err: list[str] = []
+    try:
+        lines = _pump(proc.stderr)
+        _read_until(lines, err, "[ok] ")
+        assert "to run on 2 worker processes" in err[0], err[0]
+        os.killpg(proc.pid, signal.SIGINT)
+        _read_until(lines, err, None)
+        assert proc.wait(timeout=HANG_GUARD_S) == 130
+        gone_by = time.monotonic() + HANG_GUARD_S
+        while _group_alive(proc.pid):                                     # no worker left behind
+            if time.monotonic() > gone_by:
+                pytest.fail("processes of the interrupted run are still alive")
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert "interrupted: finished cells are kept" in err and "Traceback" not in err
+    text = "".join(err)
+    assert "interrupted: finished cells are kept" in text and "Traceback" not in text, text
+    finished = [line for line in err if line.startswith("[ok] ")]
+    kept = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    assert 1 <= len(kept) == len(finished) < 4, (kept, finished)
+    assert all(json.loads((tmp_path / "results" / name).read_text())["status"] == "ok" for name in kept)
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"4 cells: {len(kept)} already done" in again.stderr
+    assert len([line for line in again.stderr.splitlines() if line.startswith("[ok] ")]) == 4 - len(kept)
+    assert {name: (tmp_path / "results" / name).stat().st_mtime_ns for name in kept} == kept
+    assert len(list((tmp_path / "results").glob("*.json"))) == 4
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # --- progress ----------------------------------------------------------------------------------------------
