@@ -33,7 +33,7 @@ import torch
 from collapse_bench import registry
 from collapse_bench.data import Batch, Corpus, DataError, load_corpus
 from collapse_bench.method import Method
-from collapse_bench.sweep import CellSpec
+from collapse_bench.cell import CellSpec
 from collapse_bench.train import Trainer
 from throughput import DATA, bracketed_ratio, over_budget
 
@@ -42,7 +42,7 @@ BATCHES = 3          # distinct batches, used in turn
 THREADS = 1
 
 # Budgets on the step-time ratio to vanilla. The paper's whole-run ratios: BN-VAE ~1.04, AE+FB ~2 (pretraining
-# included), Agg-VAE ~3-4.6, SA-VAE ~12.8. Per step, SA-VAE here backpropagates exactly through 20 unrolled SVI
+# included), Agg-VAE ~3-4.6, SA-VAE ~12.8. Per step, SA-VAE here backpropagates exactly through 10 unrolled SVI
 # steps (double backward through the LSTM) where Kim et al. use finite differences: ~2x Kim's cost; Agg-VAE's
 # aggressive steps run up to 100 encoder updates each. BoW adds a 400-wide MLP to |V| logits per sentence.
 TIGHT = 1.1          # the methods that only change the KL term or the head (issue 10)
@@ -97,7 +97,7 @@ class Bench:
         tr = self.vanilla if entry == "vanilla" else self.trainer(entry)
 
         def run(i: int) -> None:
-            tr.method.train_step(tr, self.batches[i % len(self.batches)])
+            tr.method.train_step(tr.ctx, self.batches[i % len(self.batches)])
             tr.step += 1
         return run
 

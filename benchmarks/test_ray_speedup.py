@@ -18,14 +18,15 @@ import pytest
 from collapse_bench import data
 from collapse_bench.executor import SerialExecutor, local_cpus
 from collapse_bench.store import ResultStore
-from collapse_bench.sweep import CellSpec, _corpus, run_sweep
+from collapse_bench.cell import CellSpec, load_cell_corpus
+from collapse_bench.sweep import run_sweep
 
 MAX_RATIO = 0.6
 SPECS = {size: [CellSpec("vanilla", "synthetic", size, seed) for seed in range(4)] for size in ("smoke", "default")}
 
 
 def _cold_caches() -> None:
-    _corpus.cache_clear()
+    load_cell_corpus.cache_clear()
     arrays = getattr(data, "_synthetic_arrays", None)
     if arrays is not None and hasattr(arrays, "cache_clear"):
         arrays.cache_clear()

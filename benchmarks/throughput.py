@@ -268,7 +268,7 @@ def training_work(batches: int | None, seed: int = 0) -> Work:
         limit.prepare(train_shapes(w))
 
     def step(i: int) -> None:
-        trainer.method.train_step(trainer, order[i])
+        trainer.method.train_step(trainer.ctx, order[i])
         trainer.step += 1
     return Work(source, step, lambda i: limit.run(train_shapes(loads[i]), backward=True),
                 [w.batch * (w.length + 1) for w in loads], [flops(train_shapes(w), True) for w in loads],

@@ -1,4 +1,4 @@
-"""Command line: `python -m collapse_bench list | run | tune | report`."""
+"""Command line: `python -m collapse_bench list | run | tune | study | report`."""
 from __future__ import annotations
 
 import argparse
@@ -149,10 +149,8 @@ def baseline_table(records: list[dict]) -> str:
 
 
 def cmd_run(args) -> int:
-    from .progress import SweepProgress
     from .registry import VANILLA
-    from .sweep import expand, pending, run_sweep
-    from .sweep import SECTIONS, expand_presets
+    from .sweep import SECTIONS, expand, expand_presets
     preset_names = _csv(args.presets or "")
     methods = _csv(args.methods or "") if preset_names else \
         _required("--methods", "vanilla" if args.methods is None else args.methods, "bnvae,fb",
@@ -171,7 +169,14 @@ def cmd_run(args) -> int:
         sections = {k: v for k, v in settings.items() if k in SECTIONS}
         specs += expand_presets(preset_names, datasets, sizes, args.seeds, sections, data_dir=args.data_dir,
                                 device=args.device)
-    todo = pending(specs, args.out, args.overwrite)
+    return _run_and_report(args, specs, overwrite=args.overwrite, report=not args.no_report)
+
+
+def _run_and_report(args, specs: list, *, overwrite: bool, report: bool) -> int:
+    """Run the cells not finished in args.out (progress on stderr), print the tables, build the leaderboard."""
+    from .progress import SweepProgress
+    from .sweep import pending, run_sweep
+    todo = pending(specs, args.out, overwrite)
     threads = max(s.size_config().train.threads for s in specs)
     executor, where = _executor(args, len(todo), threads, auto="process")
     head = f"{len(specs)} cell{'s' * (len(specs) != 1)}: {len(specs) - len(todo)} already done in {args.out}, " \
@@ -179,9 +184,9 @@ def cmd_run(args) -> int:
     print(f"{head} {where}" if todo else head, file=sys.stderr)
     try:
         with SweepProgress(len(todo)) as progress:
-            on_result = progress.finish if args.no_report else \
-                _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1))
-            records = run_sweep(specs, args.out, executor, overwrite=args.overwrite, on_result=on_result,
+            on_result = _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1)) \
+                if report else progress.finish
+            records = run_sweep(specs, args.out, executor, overwrite=overwrite, on_result=on_result,
                                 on_start=progress.start, on_step=progress.step)
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; rerun the same command to run what is missing", file=sys.stderr)
@@ -189,7 +194,7 @@ def cmd_run(args) -> int:
     print(summary_table(records))
     if vs := baseline_table(records):
         print("\n" + vs)
-    if not args.no_report:
+    if report:
         from .report import build_report
         print(f"leaderboard: {build_report(args.out, warn=_warn)}")
     return 0 if all(r["status"] == "ok" for r in records) else 1
@@ -264,12 +269,11 @@ def cmd_study(args) -> int:
         raise ConfigError("study: its configuration is fixed (size `study` in collapse_bench/config.py) so that its "
                           "results stay one study; drop --set/--threads, or use `run --size study --set ...` "
                           "with another --out for a variation")
-    run_args = argparse.Namespace(**{**vars(args), "methods": ",".join(registry.names()), "presets": None,
-                                     "dataset": ",".join(STUDY_DATASETS), "size": "study",
-                                     "seeds": list(args.seeds or STUDY_SEEDS), "set": [], "threads": None,
-                                     "overwrite": False, "no_report": False, "no_baseline": True,
-                                     "params_from": None})
-    return cmd_run(run_args)
+    from .sweep import expand
+    _check_out(args.out)
+    specs = expand(registry.names(), list(STUDY_DATASETS), ["study"], list(args.seeds or STUDY_SEEDS),
+                   data_dir=args.data_dir, device=args.device)
+    return _run_and_report(args, specs, overwrite=False, report=True)
 
 
 def cmd_report(args) -> int:

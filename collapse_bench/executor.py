@@ -49,14 +49,3 @@ def make_executor(kind: str = "serial", address: str | None = None, num_cpus: in
             raise ExecutorError("--executor ray needs Ray: pip install 'collapse-bench[ray]' (ray==2.60.0)")
         return RayExecutor(address=address, num_cpus=num_cpus, retries=retries, **options)
     raise ExecutorError(f"unknown executor {kind!r}; choose one of {', '.join(KINDS)}")
-
-
-def accepts_on_step(fn: Any) -> bool:
-    """Transitional, for the old sweep.py only (remove with it): under the new contract every cell function
-    takes the step callback as its second positional argument."""
-    import inspect
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "on_step" or p.kind is p.VAR_KEYWORD for p in params)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from .config import ModelConfig, SizeConfig, TrainConfig
-from .model import TextVAE
+from .context import TrainContext
+from .model import PosteriorHead, TextVAE
 from .posterior import Posterior
 
 if TYPE_CHECKING:
     from .data import Batch
-    from .train import Trainer
 
 
 class ParamError(ValueError):
@@ -38,7 +38,8 @@ class MethodParams:
 
     @staticmethod
     def search_space(trial) -> dict[str, Any]:
-        """Optuna search space over these fields, e.g. {"gamma": trial.suggest_float("gamma", 0.3, 1.0)}."""
+        """The method's Optuna search space over these fields (its only declaration), e.g.
+        {"gamma": trial.suggest_float("gamma", 0.3, 1.0)}; {} if there is nothing to tune."""
         return {}
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,26 +123,28 @@ class Method:
         return self.relative_cost + (getattr(self.params, "pretrain", "none") == "ae")
 
     def check_config(self, cfg: SizeConfig) -> None:
-        """Refuse (ParamError naming the fix) a run configuration under which the method is not itself."""
+        """Refuse (ParamError naming the fix) a run configuration under which the method is not itself. Called
+        when a sweep is expanded, before anything runs or is written."""
 
     # --- model ---------------------------------------------------------------------------------
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        return TextVAE(cfg, vocab_size, latent=self.has_latent)
+    def posterior_head(self, cfg: ModelConfig) -> PosteriorHead | None:
+        """The one place a remedy changes q(z|x): a PosteriorHead (None: the Gaussian head)."""
+        return None
 
-    def encode(self, model: TextVAE, tokens: torch.Tensor) -> Posterior:
-        """q(z|x) used for training."""
-        return model.posterior(tokens)
+    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
+        """The model; override only to change its structure (a decoder skip path, an extra output layer)."""
+        return TextVAE(cfg, vocab_size, latent=self.has_latent, make_head=self.posterior_head)
 
     def eval_posterior(self, model: TextVAE, tokens: torch.Tensor) -> Posterior:
-        """q(z|x) used for every metric (called under torch.no_grad)."""
-        return self.encode(model, tokens)
+        """q(z|x) used for every metric (called under torch.no_grad); SA-VAE refines it."""
+        return model.posterior(tokens)
 
     # --- loss ----------------------------------------------------------------------------------
     def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
         """Linear annealing kl_start -> 1 over warm_up epochs of N/batch iterations (He et al. 2019).
 
         As in the reference loop (`kl_weight = min(1.0, kl_weight + anneal_rate)` before each update), the weight
-        is raised one increment before it is used: the update at Trainer.step = s (0 for the first) uses
+        is raised one increment before it is used: the update at step s (0 for the first) uses
         kl_start + (s + 1) * (1 - kl_start) / (warm_up * steps_per_epoch), never kl_start itself."""
         if cfg.warm_up == 0:
             return cfg.kl_start
@@ -152,29 +155,33 @@ class Method:
         return post.kl()
 
     def loss(self, model: TextVAE, batch: "Batch", kl_weight: float) -> Loss:
-        post = self.encode(model, batch.tokens)
-        z = post.rsample(1)
-        rec = -model.decoder.log_prob(batch.tokens, z).squeeze(1)
-        kl = post.kl()
-        total = (rec + kl_weight * self.kl_penalty(post)).mean()
-        return Loss(total, rec.detach(), kl.detach())
+        """The training loss of one batch (add a term, or change the decoder's input, here)."""
+        return self.elbo_loss(model, batch.tokens, model.posterior(batch.tokens), kl_weight)
+
+    def elbo_loss(self, model: TextVAE, tokens: torch.Tensor, post: Posterior, kl_weight: float, *,
+                  rec: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                  extra_terms: torch.Tensor | None = None, extra: dict[str, float] | None = None) -> Loss:
+        """mean(rec + kl_weight * kl_penalty(post) + extra_terms) with one sample z ~ q (or the given [B, 1, nz]
+        z); `rec` [B] replaces -log p(x|z) where the method computes it itself (e.g. from dropped-out inputs)."""
+        if rec is None:
+            z = post.rsample(1) if z is None else z
+            rec = -model.decoder.log_prob(tokens, z).squeeze(1)
+        terms = rec + kl_weight * self.kl_penalty(post)
+        total = (terms if extra_terms is None else terms + extra_terms).mean()
+        return Loss(total, rec.detach(), post.kl().detach(), extra or {})
 
     # --- training ------------------------------------------------------------------------------
-    def before_training(self, trainer: "Trainer") -> None:
-        """E.g. load a pretrained encoder."""
+    def before_training(self, ctx: TrainContext) -> None:
+        """Before the first epoch, counted as training time (e.g. AE pretraining: helpers.pretrain_encoder)."""
 
-    def train_step(self, trainer: "Trainer", batch: "Batch") -> dict[str, float]:
-        w = self.kl_weight(trainer.step, trainer.steps_per_epoch, trainer.cfg.train)
-        out = self.loss(trainer.model, batch, w)
-        trainer.optimize(out.total)
+    def train_step(self, ctx: TrainContext, batch: "Batch") -> dict[str, float]:
+        """One update; returns the logged figures (loss, rec, kl, kl_weight, and any extra)."""
+        w = self.kl_weight(ctx.step, ctx.steps_per_epoch, ctx.cfg.train)
+        out = self.loss(ctx.model, batch, w)
+        ctx.optimize(out.total)
         return {"loss": out.total.item(), "rec": out.rec.mean().item(), "kl": out.kl.mean().item(),
                 "kl_weight": w, **out.extra}
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, valid: dict[str, float]) -> None:
-        """Called after each epoch's validation, before lr decay / early stopping. `valid` is the epoch's curve
-        point (validation metrics, kl_weight, train_loss, ...): entries the method adds are recorded with it."""
-
-    @classmethod
-    def search_space(cls, trial) -> dict[str, Any]:
-        """Optuna search space: the one its Params declare; {} if the method has nothing to tune."""
-        return cls.Params.search_space(trial)
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, point: dict[str, float]) -> None:
+        """After each epoch's validation, before lr decay / early stopping. `point` is the epoch's curve point
+        (validation metrics, kl_weight, train_loss, ...): entries the method adds are recorded with it."""

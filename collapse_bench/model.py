@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -29,15 +30,31 @@ class LSTMEncoder(nn.Module):
         return h[-1]
 
 
-class GaussianHead(nn.Module):
-    """Linear map (no bias) from the encoder state to (mu, log sigma^2)."""
+class PosteriorHead(nn.Module):
+    """Encoder state -> q(z|x): a linear map without bias (`linear`, the part AE pretraining copies), then
+    `transform`, which a remedy overrides to change the posterior (batch norm, a variance gate, a vMF direction).
+    A head is built by its method's `posterior_head` hook; the model initialises it (He et al.'s init, or PyTorch's
+    for the encoder side with model.encoder_init='pytorch'); layers it adds keep their own init."""
 
-    def __init__(self, hidden: int, nz: int):
+    def __init__(self, hidden: int, out_features: int):
         super().__init__()
-        self.linear = nn.Linear(hidden, 2 * nz, bias=False)
+        self.linear = nn.Linear(hidden, out_features, bias=False)
 
     def forward(self, h: torch.Tensor) -> Posterior:
-        mu, logvar = self.linear(h).chunk(2, -1)
+        return self.transform(self.linear(h))
+
+    def transform(self, stats: torch.Tensor) -> Posterior:
+        raise NotImplementedError
+
+
+class GaussianHead(PosteriorHead):
+    """(mu, log sigma^2) = W h: the diagonal Gaussian of He et al."""
+
+    def __init__(self, hidden: int, nz: int):
+        super().__init__(hidden, 2 * nz)
+
+    def transform(self, stats: torch.Tensor) -> Posterior:
+        mu, logvar = stats.chunk(2, -1)
         return Gaussian(mu, logvar)
 
 
@@ -107,13 +124,25 @@ class LSTMDecoder(nn.Module):
 
 
 class TextVAE(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, *, latent: bool = True, skip: bool = False):
+    """Encoder -> posterior head -> decoder. `make_head(cfg)` builds the method's head (None, or returning None:
+    the Gaussian head).
+
+    Initialisation draws the weights of He et al.'s Gaussian model first — encoder, Gaussian head, decoder —
+    and only then builds and initialises the method's own head: with one seed every method starts from the same
+    encoder and decoder weights, whatever its posterior (a head built before would draw from the seed first)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, *, latent: bool = True, skip: bool = False,
+                 make_head: Callable[[ModelConfig], PosteriorHead | None] | None = None):
         super().__init__()
         self.cfg = cfg
         self.encoder = LSTMEncoder(cfg, vocab_size) if latent else None
-        self.head: nn.Module | None = GaussianHead(cfg.enc_hidden, cfg.nz) if latent else None
+        self.head: PosteriorHead | None = GaussianHead(cfg.enc_hidden, cfg.nz) if latent else None
         self.decoder = LSTMDecoder(cfg if latent else _no_latent(cfg), vocab_size, skip=skip)
         self.reset_parameters()
+        head = make_head(cfg) if make_head is not None and latent else None
+        if head is not None:
+            self.head = head
+            self.reset_parameters(head)
 
     @property
     def has_latent(self) -> bool:

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import re
 import socket
 import subprocess
 import sys
-import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_open
 
 SCHEMA = 1
 _PACKAGES = ("torch", "numpy", "scikit-learn", "pandas", "ray", "optuna")
@@ -74,6 +76,36 @@ def provenance() -> dict:
             "argv": sys.argv}
 
 
+@dataclass
+class CellResult:
+    """What running a cell produced (ok or failed), before it becomes a record; plain data, picklable."""
+    status: str = "failed"
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    curves: list[dict] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)   # provenance() + started, dataset_hash, finished
+
+
+def failed_result(spec, error: dict[str, Any]) -> CellResult:
+    """The result of a cell that could not run at all (its worker died, the retries ran out)."""
+    stamp = now()
+    return CellResult(label=spec.label, params=dict(spec.params), error=error,
+                      provenance={**provenance(), "started": stamp, "finished": stamp})
+
+
+def build_record(spec, result: CellResult) -> dict:
+    """The one place a record is laid out, ok or failed: the spec says which cell, the result what happened."""
+    return {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": result.params,
+            "label": result.label, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
+            "overrides": spec.overrides, "preset": spec.preset, "status": result.status, "error": result.error,
+            "metrics": result.metrics, "timing": result.timing, "curves": result.curves, "config": result.config,
+            "provenance": result.provenance}
+
+
 class ResultStore:
     """`root/results/<cell>.json`. Writes go to a temp file in the same folder and are renamed into place,
     so a reader (or a crash) never sees half a file."""
@@ -96,15 +128,9 @@ class ResultStore:
         return rec is not None and rec.get("status") == "ok"
 
     def write(self, record: dict) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
         path = self.path(record["cell"])
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
+        with atomic_open(path, "w") as f:
             json.dump(record, f, indent=1, default=str, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
         return path
 
     def records(self) -> list[dict]:

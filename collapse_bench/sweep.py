@@ -3,118 +3,24 @@ becomes one result file. Finished cells are skipped on rerun; a failing cell is 
 from __future__ import annotations
 
 import difflib
-import functools
-import resource
-import time
-import traceback
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import torch
-
 from . import presets, registry
-from .config import ConfigError, SizeConfig, size_config
-from .data import Corpus, DataLimits, load_corpus
-from .evaluate import score
-from .executor import accepts_on_step
+from .cell import CellSpec, run_cell
+from .config import ConfigError, size_config
+from .data import check_dataset
+from .data.catalog import check_name
+from .executor import SerialExecutor
+from .executors.base import CellError
 from .method import Method, convert_value
-from .store import ResultStore, SCHEMA, now, provenance, safe_name, short_hash
-from .train import Trainer
+from .store import CellResult, ResultStore, build_record, failed_result
 
 SECTIONS = ("train", "model", "eval", "limits")   # --set SECTION.FIELD; any other prefix names a method
-DATA_SEED = 0   # every cell of a dataset sees the same subsample and splits, whatever the run seed
 
-
-@dataclass
-class CellSpec:
-    method: str
-    dataset: str
-    size: str
-    seed: int
-    params: dict[str, Any] = field(default_factory=dict)        # typed method hyperparameters
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"train": {"epochs": 3}, ...}
-    data_dir: str | None = None
-    device: str = "cpu"
-    preset: str | None = None       # a named paper configuration: its recipe applies before `overrides`
-
-    def make_method(self) -> Method:
-        cls = registry.get(self.method)
-        return cls(cls.Params(**self.params))
-
-    def size_config(self) -> SizeConfig:
-        cfg = size_config(self.size, self.dataset)
-        if self.preset:
-            cfg = cfg.replace(**presets.get(self.preset).size_overrides())
-        return cfg.replace(**self.overrides)
-
-    @property
-    def label(self) -> str:
-        return f"preset:{self.preset}" if self.preset else self.make_method().label
-
-    @property
-    def cell(self) -> str:
-        name = f"{safe_name(self.label)}__{self.dataset}__{self.size}__seed{self.seed}"
-        return name + (f"__cfg{short_hash(self.overrides)}" if self.overrides else "")
-
-
-@functools.lru_cache(maxsize=4)
-def _corpus(name: str, data_dir: str | None, limits: DataLimits) -> Corpus:
-    return load_corpus(name, data_dir, limits, seed=DATA_SEED)
-
-
-def peak_memory_mb(device: str) -> float:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (kB on Linux)
-
-
-def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) -> dict:
-    """Train and score one cell. Never raises for a failure inside the cell: returns a 'failed' record."""
-    record: dict[str, Any] = {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": spec.params,
-                              "label": spec.method, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
-                              "overrides": spec.overrides, "preset": spec.preset,
-                              "status": "failed", "error": None, "metrics": {}, "timing": {}, "curves": [],
-                              "config": {}, "provenance": {**provenance(), "started": now()}}
-    trainer = None
-    try:
-        method = spec.make_method()
-        cfg = spec.size_config()
-        record.update(label=spec.label, params=method.params.to_dict(),
-                      config={**cfg.to_dict(), "device": spec.device, "method": method.params.to_dict()})
-        torch.set_num_threads(cfg.train.threads)
-        corpus = _corpus(spec.dataset, spec.data_dir, cfg.limits)
-        record["provenance"]["dataset_hash"] = corpus.fingerprint()
-        total = cfg.train.epochs * max(1, len(corpus.train) // cfg.train.batch_size)
-        trainer = Trainer(method, cfg, corpus, seed=spec.seed, device=spec.device,
-                          on_step=(lambda s: on_step(s, total)) if on_step else None)
-        timing = trainer.fit()
-        t0 = time.perf_counter()
-        record["metrics"] = score(method, trainer.model, corpus, cfg.eval, trainer.device, spec.seed)
-        timing.update(eval_seconds=time.perf_counter() - t0, threads=cfg.train.threads)
-        record.update(status="ok", timing=timing)
-    except Exception as e:  # noqa: BLE001 - a failed cell must be recorded, not lose the sweep
-        record["error"] = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
-    finally:
-        if trainer is not None:
-            record["curves"] = trainer.curves
-        record["timing"]["peak_memory_mb"] = peak_memory_mb(spec.device)
-        record["provenance"]["finished"] = now()
-    return record
-
-
-class SerialExecutor:
-    """Runs cells one after another in this process."""
-
-    def map(self, fn: Callable[[CellSpec], dict], specs: Iterable[CellSpec], on_result: Callable[[dict], None], *,
-            on_start: Callable[[CellSpec], None] | None = None,
-            on_step: Callable[[CellSpec, int, int], None] | None = None) -> None:
-        steps = on_step is not None and accepts_on_step(fn)
-        for spec in specs:
-            if on_start:
-                on_start(spec)
-            on_result(fn(spec, on_step=functools.partial(on_step, spec)) if steps else fn(spec))
+__all__ = ["SECTIONS", "CellSpec", "expand", "expand_presets", "method_settings", "pending", "run_cell",
+           "run_sweep", "section_overrides"]
 
 
 def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False) -> list[CellSpec]:
@@ -122,30 +28,47 @@ def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = Fa
     with one cell per core, longest-first keeps the last core from running alone at the end."""
     store = ResultStore(out_dir)
     todo = [s for s in specs if overwrite or not store.is_done(s.cell)]
-    return sorted(todo, key=lambda s: -_cost(s))    # stable: equal costs keep their order
-
-
-def _cost(spec) -> float:
-    make = getattr(spec, "make_method", None)      # executors also run duck-typed specs
-    return make().cost() if make else 1.0
+    return sorted(todo, key=lambda s: -s.make_method().cost())    # stable: equal costs keep their order
 
 
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
-              fn: Callable[[CellSpec], dict] = run_cell, on_result: Callable[[dict], None] | None = None,
+              fn: Callable[..., CellResult] = run_cell, on_result: Callable[[dict], None] | None = None,
               **events: Callable) -> list[dict]:
-    """Run every cell not already finished; the driver writes each record the moment it arrives.
-    `events` (`on_start`, `on_step`) go to the executor's `map`."""
+    """Run every cell not already finished; the driver writes each record the moment it arrives (a cell that
+    could not run at all is recorded as failed). The corpus files of the cells to run are checked first (DataError). `events` (`on_start`, `on_step`) go to the executor's `map`."""
     store = ResultStore(out_dir)
     specs = list(specs)
     todo = pending(specs, out_dir, overwrite)
+    for dataset, data_dir in dict.fromkeys((s.dataset, s.data_dir) for s in todo):
+        check_dataset(dataset, data_dir)   # a missing corpus is refused before anything runs or is written
 
-    def done(record: dict) -> None:
+    def write(record: dict) -> None:
         store.write(record)
         if on_result:
             on_result(record)
 
-    (executor or SerialExecutor()).map(fn, todo, done, **{k: v for k, v in events.items() if v is not None})
+    def done(spec: CellSpec, result: CellResult) -> None:
+        write(build_record(spec, result))
+
+    def failed(spec: CellSpec, error: CellError) -> None:
+        write(build_record(spec, failed_result(spec, {"type": error.type, "message": error.message,
+                                                      "traceback": error.traceback, "attempts": error.attempts})))
+
+    (executor or SerialExecutor()).map(fn, todo, done, on_failure=failed,
+                                       **{k: v for k, v in events.items() if v is not None})
     return [r for r in (store.load(s.cell) for s in specs) if r is not None]
+
+
+def section_overrides(settings: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """The typed SECTION.FIELD overrides among `--set` values (the one place that tells sections from methods)."""
+    return {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()}
+            for sec, vals in settings.items() if sec in SECTIONS}
+
+
+def method_settings(settings: dict[str, dict[str, str]], cls: type[Method]) -> dict[str, str]:
+    """The `--set METHOD.PARAM` values that name `cls` (by name or alias)."""
+    return {k: v for name, vals in settings.items() if name not in SECTIONS and registry.get(name) is cls
+            for k, v in vals.items()}
 
 
 def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: list[int],
@@ -153,18 +76,16 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
     """Cells for every combination. `settings` maps a method name (or 'train'/'model'/'eval'/'limits')
     to string values from `--set`, converted to typed values and validated here, before anything runs."""
     settings = settings or {}
-    sections = {k: v for k, v in settings.items() if k in SECTIONS}
     chosen = {registry.get(m).name for m in methods}
-    for name in sorted(set(settings) - set(sections)):
+    for name in sorted(set(settings) - set(SECTIONS)):
         if _setting_target(name, settings[name]).name not in chosen:
             raise ValueError(f"--set {name}.…: {name!r} is not among --methods {','.join(methods)}")
-    overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in sections.items()}
+    overrides = section_overrides(settings)
+    _check_dataset_names(datasets)
     cells = []
     for m in methods:
         cls = registry.get(m)
-        given = {k: v for name, vals in settings.items() if name not in sections and registry.get(name) is cls
-                 for k, v in vals.items()}
-        params = cls.Params.from_strings(cls.name, given).to_dict()
+        params = cls.Params.from_strings(cls.name, method_settings(settings, cls)).to_dict()
         for d in datasets:
             for size in sizes:
                 for seed in seeds:
@@ -182,7 +103,8 @@ def expand_presets(names: list[str], datasets: list[str], sizes: list[str], seed
     if bad:
         raise ValueError(f"--set {bad[0]}.…: with --presets only SECTION.FIELD overrides (train, model, eval, limits) "
                          f"apply; a preset fixes its method's params")
-    overrides = {sec: {k: _typed_field(sec, k, v) for k, v in vals.items()} for sec, vals in settings.items()}
+    overrides = section_overrides(settings)
+    _check_dataset_names(datasets)
     cells = []
     for name in names:
         preset = presets.get(name)
@@ -194,6 +116,11 @@ def expand_presets(names: list[str], datasets: list[str], sizes: list[str], seed
                     spec.make_method().check_config(spec.size_config())
                     cells.append(spec)
     return cells
+
+
+def _check_dataset_names(datasets: list[str]) -> None:
+    for d in dict.fromkeys(datasets):
+        check_name(d)
 
 
 def _setting_target(name: str, values: dict[str, str]) -> type[Method]:

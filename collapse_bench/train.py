@@ -6,16 +6,17 @@ import contextlib
 import copy
 import random
 import time
-from typing import Callable
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from . import evaluate as ev
-from .config import SizeConfig
+from .config import SizeConfig, TrainConfig
+from .context import TrainCallback, TrainContext
 from .data import Corpus, Split, bucket_batches
 from .method import Method
-from .model import precision
+from .model import TextVAE, precision
 
 
 def seed_everything(seed: int) -> None:
@@ -31,27 +32,69 @@ def subsample(split: Split, n: int, seed: int) -> Split:
     return Split([split.sentences[i] for i in idx], None if split.labels is None else split.labels[idx])
 
 
+class LrHalving:
+    """He et al.'s text.py rule: after `decay_patience` epochs whose validation score is worse than the reference
+    value (only from `decay_from_epoch` on), halve the lr and reload the best checkpoint ("decay"); the
+    `max_decays`-th time, stop ("stop"). The reference value is the last epoch's score that was not worse."""
+
+    def __init__(self, tc: TrainConfig):
+        self.patience, self.from_epoch, self.max_decays = tc.decay_patience, tc.decay_from_epoch, tc.max_decays
+        self.ref, self.bad_epochs, self.decays = float("inf"), 0, 0
+
+    def after_epoch(self, epoch: int, score: float) -> str:
+        """'continue', 'decay' or 'stop'."""
+        if not score > self.ref:          # (a NaN score is not worse, as in the reference code)
+            self.bad_epochs, self.ref = 0, score
+            return "continue"
+        self.bad_epochs += 1
+        if self.bad_epochs < self.patience or epoch < self.from_epoch:
+            return "continue"
+        self.decays += 1
+        self.bad_epochs, self.ref = 0, score
+        return "stop" if self.decays >= self.max_decays else "decay"
+
+
 class Trainer:
     def __init__(self, method: Method, cfg: SizeConfig, corpus: Corpus, *, seed: int = 0, device: str = "cpu",
-                 on_step: Callable[[int], None] | None = None):
+                 callbacks: Iterable[TrainCallback] = ()):
         self.method, self.cfg, self.corpus, self.seed = method, cfg, corpus, seed
         self.device = torch.device(device)
-        self.on_step = on_step
+        self.callbacks = list(callbacks)
         method.check_config(cfg)
         seed_everything(seed)
         self.model = method.build_model(cfg.model, len(corpus.vocab)).to(self.device)
         self.lr = cfg.train.lr
         self._make_optimizers()
-        self.step = 0
-        # The reference code anneals over N/batch_size iterations per epoch, not over the (more numerous)
-        # length buckets; keep that so "10 epochs of annealing" means what it meant there.
-        self.steps_per_epoch = max(1.0, len(corpus.train) / cfg.train.batch_size)
         self.train_batches = [b for b in bucket_batches(corpus.train, cfg.train.batch_size, seed=seed)
                               if b.size >= method.min_batch_size]
         self.valid_batches = bucket_batches(corpus.valid, cfg.eval.batch_size)
         self.curve_split = subsample(corpus.valid, cfg.train.curve_sentences, seed)
         self.curves: list[dict] = []
-        self.rng = np.random.default_rng(seed)   # batch order, and any random batch a method draws
+        self.total_steps = cfg.train.epochs * max(1, len(corpus.train) // cfg.train.batch_size)
+        # The reference code anneals over N/batch_size iterations per epoch, not over the (more numerous)
+        # length buckets; keep that so "10 epochs of annealing" means what it meant there.
+        self.ctx = TrainContext(model=self.model, cfg=cfg, device=self.device, rng=np.random.default_rng(seed),
+                                train_batches=self.train_batches, valid=corpus.valid,
+                                steps_per_epoch=max(1.0, len(corpus.train) / cfg.train.batch_size),
+                                optimize=self.optimize, evaluating=self.evaluating, fit_other=self.fit_other)
+
+    # The context is the one record of where training is; the Trainer reads it (and the step parity test,
+    # which drives Method.train_step with the Trainer itself, sets step through it).
+    @property
+    def step(self) -> int:
+        return self.ctx.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.ctx.step = value
+
+    @property
+    def steps_per_epoch(self) -> float:
+        return self.ctx.steps_per_epoch
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self.ctx.rng
 
     def _make_optimizers(self) -> None:
         def make(params):
@@ -92,6 +135,12 @@ class Trainer:
         finally:
             self.model.train()
 
+    def fit_other(self, method: Method) -> tuple[TextVAE, dict]:
+        """Train `method` on this run's corpus, configuration and seed (a fresh Trainer reseeds the global RNGs
+        with the seed, so the result is exactly that method's cell); return its model and timing."""
+        other = Trainer(method, self.cfg, self.corpus, seed=self.seed, device=str(self.device))
+        return other.model, other.fit()
+
     def validate(self) -> dict[str, float]:
         """Validation ELBO with KL weight 1 (1 sample) plus MI/AU on a fixed subset, in eval mode."""
         with self.evaluating():
@@ -127,59 +176,73 @@ class Trainer:
         key = "valid_recon" if self.method.select_on == "recon" else "valid_loss"
         self.model.train()
         t_start = time.perf_counter()
-        self.method.before_training(self)   # e.g. AE pretraining: counted as training time
+        self.method.before_training(self.ctx)   # e.g. AE pretraining: counted as training time
         setup_time = time.perf_counter() - t_start
-        best, best_state, ref, bad_epochs, decays = float("inf"), None, float("inf"), 0, 0
-        train_time = 0.0
+        best, best_state, halving, train_time = float("inf"), None, LrHalving(tc), 0.0
         for epoch in range(1, tc.epochs + 1):
-            t0 = time.perf_counter()
-            sums, n = {}, 0
-            order = self.rng.permutation(len(self.train_batches))
-            marks = {len(order) * k // tc.curve_points_per_epoch for k in range(1, tc.curve_points_per_epoch)}
-            paused = 0.0
-            for pos, i in enumerate(order, 1):
-                batch = self.train_batches[i].to(self.device)
-                with precision(self.device, tc.precision):
-                    logs = self.method.train_step(self, batch)
-                self.step += 1
-                n += 1
-                for k in ("loss", "kl", "kl_weight"):
-                    sums[k] = sums.get(k, 0.0) + logs.get(k, 0.0)
-                if self.on_step:
-                    self.on_step(self.step)
-                if pos in marks:     # a point inside the epoch: latent statistics only, not counted as training
-                    t_point = time.perf_counter()
-                    self.curves.append({"epoch": epoch - 1 + pos / len(order), "step": self.step, "partial": True,
-                                        "kl_weight": logs.get("kl_weight", 0.0), **self.latent_point()})
-                    paused += time.perf_counter() - t_point
-            train_time += time.perf_counter() - t0 - paused
-            valid = {"epoch": epoch, "step": self.step, "lr": self.lr,
-                     "kl_weight": sums.get("kl_weight", 0.0) / max(n, 1),
-                     "train_loss": sums.get("loss", 0.0) / max(n, 1),
-                     "train_kl": sums.get("kl", 0.0) / max(n, 1), **self.validate()}
-            self.curves.append(valid)
-            self.method.on_epoch_end(self, epoch, valid)
-            score = valid[key]
-            if score < best:
-                best, best_state = score, copy.deepcopy(self.model.state_dict())
-            # LAG text.py: halve lr after `decay_patience` epochs worse than the reference value, only from
-            # `decay_from_epoch` on, reloading the best checkpoint and rebuilding the optimisers.
-            if score > ref:
-                bad_epochs += 1
-                if bad_epochs >= tc.decay_patience and epoch >= tc.decay_from_epoch:
-                    decays += 1
-                    bad_epochs, ref = 0, score
-                    if decays >= tc.max_decays:
-                        break
-                    self.lr *= tc.lr_decay
-                    self.model.load_state_dict(best_state)
-                    self._make_optimizers()
-            else:
-                bad_epochs, ref = 0, score
+            self.ctx.epoch = epoch
+            seconds, point = self._train_epoch(epoch)
+            train_time += seconds
+            self._end_epoch(epoch, point)
+            if point[key] < best:
+                best, best_state = point[key], copy.deepcopy(self.model.state_dict())
+            action = halving.after_epoch(epoch, point[key])
+            if action == "stop":
+                break
+            if action == "decay":
+                self.lr *= tc.lr_decay
+                self.model.load_state_dict(best_state)
+                self._make_optimizers()
         if best_state is not None and tc.select == "best":
             self.model.load_state_dict(best_state)
         self.model.eval()
         return {"train_seconds": setup_time + train_time, "before_training_seconds": setup_time,
                 "wall_seconds": time.perf_counter() - t_start, "steps": self.step,
-                "seconds_per_step": train_time / max(self.step, 1), "epochs": sum(not c.get("partial") for c in self.curves), "decays": decays,
+                "seconds_per_step": train_time / max(self.step, 1),
+                "epochs": sum(not c.get("partial") for c in self.curves), "decays": halving.decays,
                 "best_valid": best}
+
+    def _train_epoch(self, epoch: int) -> tuple[float, dict]:
+        """One pass over the batches in a seeded order; returns its training seconds (curve points inside the
+        epoch excluded) and the epoch's sums as the start of its curve point."""
+        tc = self.cfg.train
+        t0 = time.perf_counter()
+        sums, n, paused = {}, 0, 0.0
+        order = self.rng.permutation(len(self.train_batches))
+        marks = {len(order) * k // tc.curve_points_per_epoch for k in range(1, tc.curve_points_per_epoch)}
+        for pos, i in enumerate(order, 1):
+            batch = self.train_batches[i].to(self.device)
+            with precision(self.device, tc.precision):
+                logs = self.method.train_step(self.ctx, batch)
+            self.step += 1
+            n += 1
+            for k in ("loss", "kl", "kl_weight"):
+                sums[k] = sums.get(k, 0.0) + logs.get(k, 0.0)
+            for cb in self.callbacks:
+                cb.on_step(self.step, self.total_steps)
+            if pos in marks:     # a point inside the epoch: latent statistics only, not counted as training
+                t_point = time.perf_counter()
+                self._curve_point(epoch - 1 + pos / len(order), logs.get("kl_weight", 0.0))
+                paused += time.perf_counter() - t_point
+        seconds = time.perf_counter() - t0 - paused
+        point = {"epoch": epoch, "step": self.step, "lr": self.lr,
+                 "kl_weight": sums.get("kl_weight", 0.0) / max(n, 1),
+                 "train_loss": sums.get("loss", 0.0) / max(n, 1),
+                 "train_kl": sums.get("kl", 0.0) / max(n, 1)}
+        return seconds, point
+
+    def _curve_point(self, epoch: float, kl_weight: float) -> None:
+        point = {"epoch": epoch, "step": self.step, "partial": True, "kl_weight": kl_weight, **self.latent_point()}
+        self.curves.append(point)
+        for cb in self.callbacks:
+            cb.on_curve_point(point)
+
+    def _end_epoch(self, epoch: int, point: dict) -> None:
+        """Validate, record the epoch's curve point, let the method (then the callbacks) see it."""
+        for cb in self.callbacks:
+            cb.before_validation(epoch)
+        point.update(self.validate())
+        self.curves.append(point)
+        self.method.on_epoch_end(self.ctx, epoch, point)
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, point)

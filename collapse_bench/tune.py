@@ -1,7 +1,7 @@
-"""Optuna studies over a method's declared search space (`Method.search_space(trial)`).
+"""Optuna studies over a method's declared search space (`Params.search_space(trial)`).
 
-Plain Optuna with ask/tell, trials run through the same executors as sweeps (`serial` one at a time,
-`ray` as many at once as there are CPU slots); no Ray Tune.
+Plain Optuna with ask/tell, trials run through the same executors as sweeps (`serial` one at a time here,
+`process` or `ray` as many at once as --jobs / the CPU slots allow); no Ray Tune.
 
 * Storage: by default a journal file `OUT/tune/<study>.journal` (`JournalStorage(JournalFileBackend)`,
   safe for several processes on one machine or a shared file system). `storage=` takes an RDB URL instead
@@ -13,8 +13,8 @@ Plain Optuna with ask/tell, trials run through the same executors as sweeps (`se
   replaying the random start-up suggestions its first trials already tried.
 * Direction from the objective: minimise nll, ppl, elbo (the metrics are −ELBO-style losses); maximise mi,
   au, kl (collapse remedies aim at a used latent) and probe@N (accuracy).
-* Pruning on the validation curve: the trainer validates after every epoch; each trial's method gets its
-  `on_epoch_end` wrapped so that, in the worker, the epoch's curve value is reported to the trial
+* Pruning on the validation curve: the trainer validates after every epoch; each trial's cell adds a training
+  callback (`TrialPruner`) that, in the worker, reports the epoch's curve value to the trial
   (`trial.report(value, epoch)`) and `trial.should_prune()` is asked; a pruned run stops there (raising
   `optuna.TrialPruned`, which `run_cell` records) and skips the test-set scoring. The curve value follows
   the objective: `valid_loss` for nll/ppl/elbo, `valid_mi` for mi (and for probe, as its proxy),
@@ -43,8 +43,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import registry
-from .store import ResultStore, now, safe_name, short_hash
-from .sweep import CellSpec, expand, run_cell
+from .cell import CellSpec, run_cell
+from .context import TrainCallback
+from .executor import SerialExecutor
+from .executors.base import CellError
+from .fileio import atomic_write_text
+from .store import CellResult, ResultStore, build_record, failed_result, now, safe_name, short_hash
+from .sweep import expand, method_settings
 
 METRIC_DIRECTIONS = {"nll": "minimize", "ppl": "minimize", "elbo": "minimize",
                      "mi": "maximize", "au": "maximize", "kl": "maximize", "probe": "maximize"}
@@ -154,61 +159,55 @@ class StudyRef:
     report_in_worker: bool
 
 
-class _Reporter:
-    """The trial as seen from the process that trains it."""
-
-    def __init__(self, ref: StudyRef, trial_id: int):
-        optuna = _optuna()
+def open_trial(ref: StudyRef, number: int):
+    """Trial `number` of the study, opened from the process that trains it; None where this process cannot see
+    the study (a journal file not visible on a remote node, an error): the driver then reports afterwards."""
+    if not is_rdb(ref.storage) and not Path(ref.storage.removeprefix("journal:")).expanduser().exists():
+        return None
+    optuna = _optuna()
+    try:
         storage = open_storage(ref.storage)
         study = optuna.load_study(study_name=ref.study_name, storage=storage,
                                   sampler=optuna.samplers.RandomSampler(), pruner=ref.pruner)
-        self.trial = optuna.trial.Trial(study, trial_id)
-
-    @classmethod
-    def open(cls, ref: StudyRef, trial_id: int) -> "_Reporter | None":
-        if not is_rdb(ref.storage) and not Path(ref.storage.removeprefix("journal:")).expanduser().exists():
-            return None    # a node that does not see the journal file: the driver reports afterwards
-        try:
-            return cls(ref, trial_id)
-        except Exception as e:  # noqa: BLE001 - pruning is an optimisation; never fail the run for it
-            print(f"tune: cannot report to study {ref.study_name!r} from this worker ({type(e).__name__}: {e}); "
-                  f"the driver reports the curve after the run", file=sys.stderr)
-            return None
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(ref.study_name), number)
+        return optuna.trial.Trial(study, trial_id)
+    except Exception as e:  # noqa: BLE001 - pruning is an optimisation; never fail the run for it
+        print(f"tune: cannot report to study {ref.study_name!r} from this worker ({type(e).__name__}: {e}); "
+              f"the driver reports the curve after the run", file=sys.stderr)
+        return None
 
 
-def _attach_reporter(method, ref: StudyRef, trial_id: int) -> None:
-    original = method.on_epoch_end
-    state: dict[str, Any] = {}
+class TrialPruner(TrainCallback):
+    """After each epoch's validation: report its curve value to the trial and stop the run (`optuna.TrialPruned`,
+    recorded by `run_cell` as the cell's error) when the study's pruner says so."""
 
-    def on_epoch_end(trainer, epoch: int, valid: dict) -> None:
-        original(trainer, epoch, valid)
-        value = valid.get(ref.curve_key)
+    def __init__(self, ref: StudyRef, number: int):
+        self.ref, self.number = ref, number
+        self._trial, self._opened = None, False
+
+    def on_epoch_end(self, epoch: int, point: dict) -> None:
+        value = point.get(self.ref.curve_key)
         if value is None or not math.isfinite(float(value)):
             return
-        if "reporter" not in state:
-            state["reporter"] = _Reporter.open(ref, trial_id)
-        reporter = state["reporter"]
-        if reporter is None:
+        if not self._opened:
+            self._trial, self._opened = open_trial(self.ref, self.number), True
+        if self._trial is None:
             return
-        reporter.trial.report(float(value), epoch)
-        if reporter.trial.should_prune():
-            raise _optuna().TrialPruned(f"pruned after epoch {epoch}: {ref.curve_key}={float(value):.4g}")
-
-    method.on_epoch_end = on_epoch_end
+        self._trial.report(float(value), epoch)
+        if self._trial.should_prune():
+            raise _optuna().TrialPruned(f"pruned after epoch {epoch}: {self.ref.curve_key}={float(value):.4g}")
 
 
 @dataclass
 class TrialSpec(CellSpec):
-    """A cell run as an Optuna trial: its method reports the validation curve to the trial as it trains."""
+    """A cell run as an Optuna trial: its training reports the validation curve to the trial as it goes."""
     trial_number: int = -1
-    trial_id: int = -1
     study_ref: StudyRef | None = None
 
-    def make_method(self):
-        method = super().make_method()
-        if self.study_ref is not None and self.study_ref.report_in_worker and self.trial_id >= 0:
-            _attach_reporter(method, self.study_ref, self.trial_id)
-        return method
+    def callbacks(self) -> list[TrainCallback]:
+        ref = self.study_ref
+        return [TrialPruner(ref, self.trial_number)] if ref and ref.report_in_worker and self.trial_number >= 0 else []
 
 
 # --- the study ---------------------------------------------------------------------------------------
@@ -239,7 +238,7 @@ def tune_dir(out: str | Path) -> Path:
 def _has_search_space(cls) -> bool:
     optuna = _optuna()
     try:
-        return bool(cls.search_space(optuna.trial.FixedTrial({})))
+        return bool(cls.Params.search_space(optuna.trial.FixedTrial({})))
     except (ValueError, KeyError, AttributeError):
         return True   # it asked for a parameter the empty FixedTrial does not have
 
@@ -273,175 +272,187 @@ def _fail_stale_trials(study, log: Callable[[str], None]) -> None:
 def tune(method: str, dataset: str = "synthetic", size: str = "smoke", *, out: str | Path, trials: int = 20,
          objective: str = "nll", storage: str | None = None, study_name: str | None = None, executor=None,
          seed: int = 0, data_dir: str | None = None, settings: dict[str, dict[str, str]] | None = None,
-         device: str = "cpu", pruner: Any = "median", fn: Callable[[CellSpec], dict] = run_cell,
+         device: str = "cpu", pruner: Any = "median", fn: Callable[..., CellResult] = run_cell,
          reuse: bool = True, on_trial: Callable[[dict], None] | None = None,
          log: Callable[[str], None] | None = None) -> TuneResult:
     """Run (or resume) a study until `trials` trials are finished; see the module docstring."""
-    optuna = _optuna()
-    from optuna.trial import TrialState
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if trials < 1:
         raise TuneError(f"--trials must be >= 1, got {trials}")
     obj = Objective.parse(objective)
     cls = registry.get(method)
     base = expand([cls.name], [dataset], [size], [seed], settings, data_dir=data_dir, device=device)[0]
-    cfg = base.size_config()
-    if not _has_search_space(cls):
-        raise TuneError(f"method {cls.name!r} declares no search space (its search_space(trial) returns {{}}); "
-                        f"nothing to tune")
-    if obj.metric == "probe" and obj.labels not in cfg.eval.probe_labels:
-        raise TuneError(f"objective {obj.name}: size {size!r} scores the probe at {list(cfg.eval.probe_labels)} "
-                        f"labels; pick one of those or add it with --set eval.probe_labels=...")
-    fixed = {k: v for key, vals in (settings or {}).items() if key not in ("train", "model", "eval", "limits")
-             and registry.get(key) is cls for k, v in vals.items()}
+    _check_tunable(cls, obj, base, size)
+    fixed = method_settings(settings or {}, cls)
     name = study_name or default_study_name(cls.name, dataset, size, obj, seed, fixed, base.overrides)
     tdir = tune_dir(out)
     tdir.mkdir(parents=True, exist_ok=True)
-    storage_url = storage or str(tdir / f"{name}.journal")
-    store = ResultStore(out)
-
-    study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction=obj.direction,
-                                load_if_exists=True,
-                                pruner=make_pruner(pruner, math.ceil(cfg.train.warm_up) + 1))
-    if study.direction.name.lower() != obj.direction:
-        raise TuneError(f"study {name!r} in {storage_url} maximises/minimises differently "
-                        f"({study.direction.name.lower()}) from objective {obj.name} ({obj.direction}); "
-                        f"use another --study name")
-    meta = {"method": cls.name, "dataset": dataset, "size": size, "seed": seed, "objective": obj.name,
-            "overrides": base.overrides, "fixed_params": base.params}
-    if not study.user_attrs:
-        for k, v in meta.items():
-            study.set_user_attr(k, v)
-    elif study.user_attrs.get("method") not in (None, cls.name):
-        raise TuneError(f"study {name!r} tunes {study.user_attrs['method']!r}, not {cls.name!r}")
-    _fail_stale_trials(study, log)
-    existing = study.get_trials(deepcopy=False)
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(existing))
-    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    n_finished = sum(t.state in finished_states for t in existing)
-    remaining = max(0, trials - n_finished)
-    ref = StudyRef(storage_url, name, study.pruner, obj.curve_key, report_in_worker=not storage_url.startswith("sqlite:"))
+    run = StudyRun(cls, base, obj, name, storage or str(tdir / f"{name}.journal"), ResultStore(out),
+                   pruner, log, on_trial)
     files = {"best": tdir / f"{name}.best.json", "history": tdir / f"{name}.history.csv",
-             "importances": tdir / f"{name}.importances.json"}
-    if not storage:
-        files["storage"] = Path(storage_url)
-    if remaining == 0:
-        log(f"tune: study {name!r} already has {n_finished} finished trials (asked for {trials}); nothing to run")
-    else:
-        log(f"tune: study {name!r} ({obj.direction} {obj.name}): {n_finished} finished, running {remaining} more")
+             "importances": tdir / f"{name}.importances.json", **({} if storage else {"storage": run.storage_url})}
+    run.files = files
+    run.run(trials, executor or SerialExecutor(), fn, reuse)
+    best = json.loads(files["best"].read_text()) if files["best"].exists() else None
+    return TuneResult(name, str(run.storage_url), obj.direction, obj.name, run.n_finished(), run.ran, best,
+                      {k: Path(p) for k, p in files.items() if Path(p).exists()})
 
-    in_flight: dict[str, list] = {}   # cell -> asked trials waiting for its record
-    ran = 0
 
-    def finish(trial, record: dict, cached: bool = False) -> None:
-        nonlocal ran
-        err = record.get("error") or {}
-        info = {"study": name, "trial": trial.number, "objective": obj.name}
-        if record.get("status") == "ok":
-            try:
-                value = obj.value(record)
-            except KeyError as e:
-                value, err = None, {"type": "KeyError", "message": str(e)}
-            if value is not None and not math.isfinite(value):
-                value, err = None, {"type": "NonFiniteObjective", "message": f"{obj.name} = {value}"}
-            if value is not None:
-                _report_curve(study, trial, record, obj.curve_key)
-                trial.set_user_attr("cached", cached)
-                study.tell(trial, value)
-                if not cached:
-                    store.write({**record, "tune": {**info, "value": value}})
-                state, shown = "complete", f"{obj.name}={value:.4g}"
-            else:
-                trial.set_user_attr("error", f"{err['type']}: {err['message']}")
-                study.tell(trial, state=TrialState.FAIL)
-                state, shown = "fail", f"{err['type']}: {err['message']}"
-        elif err.get("type") == "TrialPruned":
-            _report_curve(study, trial, record, obj.curve_key)
-            study.tell(trial, state=TrialState.PRUNED)
-            state, shown = "pruned", err.get("message", "")
+def _check_tunable(cls, obj: Objective, base: CellSpec, size: str) -> None:
+    cfg = base.size_config()
+    if not _has_search_space(cls):
+        raise TuneError(f"method {cls.name!r} declares no search space (its Params.search_space(trial) returns {{}});"
+                        f" nothing to tune")
+    if obj.metric == "probe" and obj.labels not in cfg.eval.probe_labels:
+        raise TuneError(f"objective {obj.name}: size {size!r} scores the probe at {list(cfg.eval.probe_labels)} "
+                        f"labels; pick one of those or add it with --set eval.probe_labels=...")
+
+
+class StudyRun:
+    """One driver's session with a study: asks trials, hands their cells to an executor, tells the results."""
+
+    def __init__(self, cls, base: CellSpec, obj: Objective, name: str, storage_url: str, store: ResultStore,
+                 pruner: Any, log: Callable[[str], None], on_trial: Callable[[dict], None] | None):
+        optuna = _optuna()
+        self.cls, self.base, self.obj, self.name, self.storage_url = cls, base, obj, name, storage_url
+        self.store, self.log, self.on_trial = store, log, on_trial
+        warmup = math.ceil(base.size_config().train.warm_up) + 1
+        self.study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction=obj.direction,
+                                         load_if_exists=True, pruner=make_pruner(pruner, warmup))
+        if self.study.direction.name.lower() != obj.direction:
+            raise TuneError(f"study {name!r} in {storage_url} maximises/minimises differently "
+                            f"({self.study.direction.name.lower()}) from objective {obj.name} ({obj.direction}); "
+                            f"use another --study name")
+        self.meta = {"method": cls.name, "dataset": base.dataset, "size": base.size, "seed": base.seed,
+                     "objective": obj.name, "overrides": base.overrides, "fixed_params": base.params}
+        self._check_owner()
+        _fail_stale_trials(self.study, log)
+        self.study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(self.study.get_trials(deepcopy=False)))
+        self.ref = StudyRef(storage_url, name, self.study.pruner, obj.curve_key,
+                            report_in_worker=not storage_url.startswith("sqlite:"))
+        self.in_flight: dict[int, Any] = {}   # trial number -> the asked trial waiting for its cell
+        self.ran = 0
+        self.files: dict[str, Path] = {}
+
+    def _check_owner(self) -> None:
+        if not self.study.user_attrs:
+            for k, v in self.meta.items():
+                self.study.set_user_attr(k, v)
+        elif self.study.user_attrs.get("method") not in (None, self.cls.name):
+            raise TuneError(f"study {self.name!r} tunes {self.study.user_attrs['method']!r}, not {self.cls.name!r}")
+
+    def n_finished(self) -> int:
+        from optuna.trial import TrialState
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in self.study.get_trials(deepcopy=False))
+
+    def run(self, trials: int, executor, fn: Callable, reuse: bool) -> None:
+        from optuna.trial import TrialState
+        n_finished = self.n_finished()
+        remaining = max(0, trials - n_finished)
+        if remaining == 0:
+            self.log(f"tune: study {self.name!r} already has {n_finished} finished trials (asked for {trials}); "
+                     f"nothing to run")
         else:
-            trial.set_user_attr("error", f"{err.get('type')}: {err.get('message')}")
-            study.tell(trial, state=TrialState.FAIL)
-            store.write({**record, "tune": info})
-            state, shown = "fail", f"{err.get('type')}: {err.get('message')}"
-        ran += not cached
-        log(f"[trial {trial.number} {state}{' (cached)' if cached else ''}] {record.get('label')}: {shown}")
-        write_history(study, files["history"])
-        write_best(study, files["best"], meta, name, storage_url)
-        if on_trial:
-            on_trial({"trial": trial.number, "state": state, "record": record})
+            self.log(f"tune: study {self.name!r} ({self.obj.direction} {self.obj.name}): {n_finished} finished, "
+                     f"running {remaining} more")
+        try:
+            if remaining:
+                executor.map(fn, self.trial_specs(remaining, reuse), self.on_result, on_failure=self.on_failure)
+        finally:
+            # Ctrl-C or a crash of the driver's loop: trials still out are failed, so a rerun replaces them.
+            for t in self.in_flight.values():
+                self.study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+            self.write_progress()
+        write_importances(self.study, self.files["importances"])
 
-    def trial_specs():
-        asked = 0
-        while asked < remaining:
-            trial = study.ask()
-            asked += 1
+    def trial_specs(self, remaining: int, reuse: bool):
+        from optuna.trial import TrialState
+        for _ in range(remaining):
+            trial = self.study.ask()
             trial.set_user_attr("driver", _driver_tag())
             try:
-                suggested = dict(cls.search_space(trial))
-                params = {**base.params, **suggested}
-                cls.Params(**params)          # invalid combinations fail here, not in a worker
+                suggested = dict(self.cls.Params.search_space(trial))
+                params = {**self.base.params, **suggested}
+                self.cls.Params(**params)          # invalid combinations fail here, not in a worker
             except Exception as e:  # noqa: BLE001
                 trial.set_user_attr("error", f"{type(e).__name__}: {e}")
-                study.tell(trial, state=TrialState.FAIL)
-                log(f"[trial {trial.number} fail] search space gave invalid params: {type(e).__name__}: {e}")
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.log(f"[trial {trial.number} fail] search space gave invalid params: {type(e).__name__}: {e}")
                 continue
-            spec = TrialSpec(cls.name, dataset, size, seed, params, base.overrides, data_dir=data_dir,
-                             device=device, trial_number=trial.number, trial_id=trial._trial_id, study_ref=ref)
+            spec = TrialSpec(**{**vars(self.base), "params": params}, trial_number=trial.number, study_ref=self.ref)
             trial.set_user_attr("params", suggested)
             trial.set_user_attr("cell", spec.cell)
-            if reuse and store.is_done(spec.cell):
-                finish(trial, store.load(spec.cell), cached=True)
+            if reuse and self.store.is_done(spec.cell):
+                self.finish(trial, self.store.load(spec.cell), cached=True)
                 continue
-            in_flight.setdefault(spec.cell, []).append(trial)
+            self.in_flight[trial.number] = trial
             yield spec
 
-    def on_result(record: dict) -> None:
-        waiting = in_flight.get(record.get("cell"), [])
-        if not waiting:
-            log(f"tune: a record for {record.get('cell')!r} matches no running trial; ignored")
+    def on_result(self, spec: TrialSpec, result: CellResult) -> None:
+        self.finish(self.in_flight.pop(spec.trial_number), build_record(spec, result))
+
+    def on_failure(self, spec: TrialSpec, error: CellError) -> None:
+        self.on_result(spec, failed_result(spec, {"type": error.type, "message": error.message,
+                                                  "traceback": error.traceback, "attempts": error.attempts}))
+
+    def finish(self, trial, record: dict, cached: bool = False) -> None:
+        """Tell the study how the trial ended; write its record (with a `tune` entry) unless it was reused."""
+        err = record.get("error") or {}
+        info = {"study": self.name, "trial": trial.number, "objective": self.obj.name}
+        if record.get("status") == "ok":
+            state, shown = self._tell_ok(trial, record, info, cached)
+        elif err.get("type") == "TrialPruned":
+            self._report_curve(trial, record)
+            self.study.tell(trial, state=_optuna().trial.TrialState.PRUNED)
+            state, shown = "pruned", err.get("message", "")
+        else:
+            state, shown = self._tell_fail(trial, err)
+            self.store.write({**record, "tune": info})
+        self.ran += not cached
+        self.log(f"[trial {trial.number} {state}{' (cached)' if cached else ''}] {record.get('label')}: {shown}")
+        self.write_progress()
+        if self.on_trial:
+            self.on_trial({"trial": trial.number, "state": state, "record": record})
+
+    def _tell_ok(self, trial, record: dict, info: dict, cached: bool) -> tuple[str, str]:
+        try:
+            value = self.obj.value(record)
+        except KeyError as e:
+            return self._tell_fail(trial, {"type": "KeyError", "message": str(e)})
+        if not math.isfinite(value):
+            return self._tell_fail(trial, {"type": "NonFiniteObjective", "message": f"{self.obj.name} = {value}"})
+        self._report_curve(trial, record)
+        trial.set_user_attr("cached", cached)
+        self.study.tell(trial, value)
+        if not cached:
+            self.store.write({**record, "tune": {**info, "value": value}})
+        return "complete", f"{self.obj.name}={value:.4g}"
+
+    def _tell_fail(self, trial, err: dict) -> tuple[str, str]:
+        shown = f"{err.get('type')}: {err.get('message')}"
+        trial.set_user_attr("error", shown)
+        self.study.tell(trial, state=_optuna().trial.TrialState.FAIL)
+        return "fail", shown
+
+    def _report_curve(self, trial, record: dict) -> None:
+        """Intermediate values from the finished run's curve, where the worker could not report them itself."""
+        reported = next((t.intermediate_values for t in self.study.get_trials(deepcopy=False)
+                         if t.number == trial.number), {})
+        if reported:
             return
-        finish(waiting.pop(0), record)
+        for point in record.get("curves") or []:
+            if point.get("partial"):    # a point inside an epoch: the pruner's steps are epochs
+                continue
+            value = point.get(self.obj.curve_key)
+            if value is not None and math.isfinite(float(value)):
+                trial.report(float(value), int(point["epoch"]))
 
-    from .sweep import SerialExecutor
-    try:
-        if remaining:
-            (executor or SerialExecutor()).map(fn, trial_specs(), on_result)
-    finally:
-        # Ctrl-C or a crash of the driver's loop: trials still out are failed, so a rerun replaces them.
-        for trials_left in in_flight.values():
-            for t in trials_left:
-                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-        write_history(study, files["history"])
-        write_best(study, files["best"], meta, name, storage_url)
-    write_importances(study, files["importances"])
-    all_trials = study.get_trials(deepcopy=False)
-    best = json.loads(files["best"].read_text()) if files["best"].exists() else None
-    return TuneResult(name, storage_url, obj.direction, obj.name,
-                      sum(t.state in finished_states for t in all_trials), ran, best,
-                      {k: p for k, p in files.items() if p.exists()})
-
-
-def _report_curve(study, trial, record: dict, key: str) -> None:
-    """Intermediate values from the finished run's curve, where the worker could not report them itself."""
-    frozen = study._storage.get_trial(trial._trial_id)
-    if frozen.intermediate_values:
-        return
-    for point in record.get("curves") or []:
-        if point.get("partial"):    # a point inside an epoch: the pruner's steps are epochs
-            continue
-        value = point.get(key)
-        if value is not None and math.isfinite(float(value)):
-            trial.report(float(value), int(point["epoch"]))
+    def write_progress(self) -> None:
+        write_history(self.study, self.files["history"])
+        write_best(self.study, self.files["best"], self.meta, self.name, self.storage_url)
 
 
 # --- outputs -----------------------------------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_history(study, path: Path) -> None:
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     names = sorted({k for t in trials for k in (t.user_attrs.get("params") or t.params)})
@@ -461,7 +472,7 @@ def write_history(study, path: Path) -> None:
     w.writerow(["number", "state", "value", "epochs_reported", "cached", "duration_s", "started", "cell", "error"]
                + [f"param_{n}" for n in names])
     w.writerows(rows)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_best(study, path: Path, meta: dict, name: str, storage: str) -> None:
@@ -479,7 +490,7 @@ def write_best(study, path: Path, meta: dict, name: str, storage: str) -> None:
            "direction": study.direction.name.lower(), "value": best.value,
            "params": {**meta["fixed_params"], **tuned}, "tuned_params": tuned, "overrides": meta["overrides"],
            "trial": best.number, "cell": best.user_attrs.get("cell"), "trials": counts, "updated": now()}
-    _atomic_write(path, json.dumps(doc, indent=1, default=str) + "\n")
+    atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")
 
 
 def write_importances(study, path: Path) -> None:
@@ -493,7 +504,7 @@ def write_importances(study, path: Path) -> None:
         evaluator = "PedAnovaImportanceEvaluator (optuna default)"
     except Exception as e:  # noqa: BLE001 - e.g. a parameter that never varied
         imp, evaluator = {}, f"not computed: {type(e).__name__}: {e}"
-    _atomic_write(path, json.dumps({"study": study.study_name, "evaluator": evaluator, "n_complete": len(complete),
+    atomic_write_text(path, json.dumps({"study": study.study_name, "evaluator": evaluator, "n_complete": len(complete),
                                     "importances": {k: float(v) for k, v in imp.items()}, "updated": now()},
                                    indent=1) + "\n")
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from .. import evaluate as ev
 from ..method import Method, MethodParams
 from ..registry import register
-from ._common import require
+from .helpers import require
 
 
 @register("agg", aliases=("agg-vae", "aggressive", "lagging"))
@@ -11,7 +11,7 @@ class AggressiveVAE(Method):
     """Agg-VAE (He et al. 2019): encoder-only inner loop before each decoder step while validation MI rises.
 
     Each iteration of the aggressive phase: up to `inner_steps` encoder-only updates on the annealed loss (the
-    current batch, then batches drawn uniformly with the trainer's rng); after every `window` sub-steps the mean
+    current batch, then batches drawn uniformly with the run's rng); after every `window` sub-steps the mean
     loss per predicted word of the window is compared with the previous window's and the loop stops once it
     rises. Then one update of the decoder only on the current batch. The phase ends for good after the first
     epoch whose validation MI is lower than the previous epoch's; as in He et al.'s code the first epoch is
@@ -41,16 +41,15 @@ class AggressiveVAE(Method):
     aggressive_epochs: int = 0
     _prev_mi: float = 0.0
 
-    def before_training(self, trainer) -> None:
-        super().before_training(trainer)
+    def before_training(self, ctx) -> None:
         self.aggressive, self.aggressive_epochs, self._prev_mi = True, 0, 0.0
 
-    def _inner_loop(self, trainer, batch, kl_weight: float) -> int:
+    def _inner_loop(self, ctx, batch, kl_weight: float) -> int:
         p = self.params
         sub, cur, window_loss, window_words, prev = 0, batch, 0.0, 0, float("inf")
         while sub < p.inner_steps:
-            out = self.loss(trainer.model, cur, kl_weight)
-            trainer.optimize(out.total, which="encoder")
+            out = self.loss(ctx.model, cur, kl_weight)
+            ctx.optimize(out.total, which="encoder")
             sub += 1
             window_loss += out.total.item() * cur.size
             window_words += cur.size * (cur.tokens.shape[1] - 1)
@@ -59,31 +58,30 @@ class AggressiveVAE(Method):
                 if mean > prev:
                     break
                 prev, window_loss, window_words = mean, 0.0, 0
-            cur = trainer.train_batches[int(trainer.rng.integers(len(trainer.train_batches)))].to(trainer.device)
+            cur = ctx.train_batches[int(ctx.rng.integers(len(ctx.train_batches)))].to(ctx.device)
         return sub
 
-    def train_step(self, trainer, batch) -> dict[str, float]:
-        w = self.kl_weight(trainer.step, trainer.steps_per_epoch, trainer.cfg.train)
-        inner = self._inner_loop(trainer, batch, w) if self.aggressive else 0
-        out = self.loss(trainer.model, batch, w)
-        trainer.optimize(out.total, which="decoder" if self.aggressive else "both")
+    def train_step(self, ctx, batch) -> dict[str, float]:
+        w = self.kl_weight(ctx.step, ctx.steps_per_epoch, ctx.cfg.train)
+        inner = self._inner_loop(ctx, batch, w) if self.aggressive else 0
+        out = self.loss(ctx.model, batch, w)
+        ctx.optimize(out.total, which="decoder" if self.aggressive else "both")
         return {"loss": out.total.item(), "rec": out.rec.mean().item(), "kl": out.kl.mean().item(),
                 "kl_weight": w, "inner_steps": float(inner), "aggressive": float(self.aggressive)}
 
-    def on_epoch_end(self, trainer, epoch: int, valid: dict[str, float]) -> None:
+    def on_epoch_end(self, ctx, epoch: int, point: dict[str, float]) -> None:
         if not self.aggressive:
             return
         self.aggressive_epochs = epoch
         if self.params.stop_mi == "full":
-            mi = valid["valid_mi"]
+            mi = point["valid_mi"]
         else:
-            mi = valid["valid_mi_per_batch"] = self.per_batch_validation_mi(trainer)
+            mi = point["valid_mi_per_batch"] = self.per_batch_validation_mi(ctx)
         if mi < self._prev_mi:
             self.aggressive = False
         self._prev_mi = mi
 
-    def per_batch_validation_mi(self, trainer) -> float:
-        with trainer.evaluating():
-            posts = ev.encode_batches(self, trainer.model, trainer.corpus.valid, trainer.cfg.train.batch_size,
-                                      trainer.device)
+    def per_batch_validation_mi(self, ctx) -> float:
+        with ctx.evaluating():
+            posts = ev.encode_batches(self, ctx.model, ctx.valid, ctx.cfg.train.batch_size, ctx.device)
             return ev.mutual_information_per_batch(posts)

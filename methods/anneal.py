@@ -5,7 +5,7 @@ from typing import Literal
 from ..config import TrainConfig
 from ..method import Method, MethodParams
 from ..registry import register
-from ._common import require, require_rate
+from .helpers import require, require_rate
 
 
 def linear_schedule(t: float, total: float, start: float) -> float:

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from ..config import TrainConfig
 from ..method import Method, MethodParams
 from ..registry import register
-from ._common import require
+from .helpers import require
 
 
 @register("beta", aliases=("beta-vae",))

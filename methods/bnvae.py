@@ -5,45 +5,38 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from ..method import Method, MethodParams
-from ..model import TextVAE
+from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import (
-    Pretrain,
-    PretrainAE,
-    require,
-    require_bn_floor_config,
-    require_pretrain,
-)
+from .helpers import Pretrain, pretrain_encoder, require, require_bn_floor_config, require_pretrain
 
 
-class BNHead(nn.Module):
+class BNHead(PosteriorHead):
     """GaussianHead with BatchNorm1d on mu: weight fixed at gamma (no gradient), bias beta learned from 0;
     log sigma^2 untouched. PyTorch's BN defaults (momentum 0.1, eps 1e-5): batch statistics in train mode,
     running statistics in eval mode."""
 
     def __init__(self, hidden: int, nz: int, gamma: float):
-        super().__init__()
-        self.linear = nn.Linear(hidden, 2 * nz, bias=False)
+        super().__init__(hidden, 2 * nz)
         self.bn = nn.BatchNorm1d(nz)
         with torch.no_grad():
             self.bn.weight.fill_(gamma)
             self.bn.bias.zero_()
         self.bn.weight.requires_grad_(False)
 
-    def forward(self, h: torch.Tensor) -> Gaussian:
-        mu, logvar = self.linear(h).chunk(2, -1)
+    def transform(self, stats: torch.Tensor) -> Gaussian:
+        mu, logvar = stats.chunk(2, -1)
         return Gaussian(self.bn(mu), logvar)
 
 
 @register("bnvae", aliases=("bn-vae",))
-class BNVAE(PretrainAE, Method):
+class BNVAE(Method):
     """BN-VAE (Zhu et al. 2020): batch norm on mu with γ fixed (0.6), β learned; E[KL] >= nz(γ²+β²)/2.
 
     The bound is really sum_j (gamma^2 v_j / (v_j + eps) + beta_j^2) / 2 with v_j the batch variance of the raw
     mean and eps = 1e-5 (PyTorch's BN default, as in BNV): it only holds while v_j >> eps. Hence
-    Hence model.encoder_init='pytorch' (the harness default, as BNV's Gaussian encoder): with He et al.'s U(+-0.01)
-    encoder the raw means start with v ~ 1e-10 and the floor is void from the first step (validate() refuses it).
+    model.encoder_init='pytorch' (the harness default, as BNV's Gaussian encoder): with He et al.'s U(+-0.01)
+    encoder the raw means start with v ~ 1e-10 and the floor is void from the first step (check_config refuses it).
     Optimiser: the paper's SGD (lr 1) keeps v growing (BN makes the loss scale-invariant in the raw means), but
     Adam turns the tiny O(eps/v) KL gradient on the scale into full-size steps and shrinks v below eps within
     one epoch at `default` size on short-yelp, escaping the floor (KL -> 0). Run BN-VAE with
@@ -71,14 +64,8 @@ class BNVAE(PretrainAE, Method):
     def check_config(self, cfg) -> None:
         require_bn_floor_config("bnvae", cfg)
 
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        model = TextVAE(cfg, vocab_size)
-        model.head = BNHead(cfg.enc_hidden, cfg.nz, self.params.gamma)
-        model.reset_parameters(model.head)     # the linear map; BN keeps gamma / 0
-        return model
+    def posterior_head(self, cfg: ModelConfig) -> BNHead:
+        return BNHead(cfg.enc_hidden, cfg.nz, self.params.gamma)
 
-    @staticmethod
-    def kl_floor(model: TextVAE) -> float:
-        """nz (gamma^2 + mean_j beta_j^2) / 2 = sum_j (gamma^2 + beta_j^2) / 2: the bound on the batch-mean KL."""
-        bn = model.head.bn
-        return 0.5 * float((bn.weight.pow(2) + bn.bias.pow(2)).sum())
+    def before_training(self, ctx) -> None:
+        pretrain_encoder(ctx, self.params.pretrain)

@@ -5,15 +5,15 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from ..method import Method, MethodParams
-from ..model import TextVAE
+from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import require, require_bn_floor_config
+from .helpers import require, require_bn_floor_config
 
 SIGMA_VAR_EPS = 1e-6   # variance = sigma_hat^2 + eps, so log sigma^2 (and the KL) stay finite at sigma_hat = 0
 
 
-class SuBNHead(nn.Module):
+class SuBNHead(PosteriorHead):
     """Su (2020): BN without affine on the mu branch and on the sigma branch, scaled by
     gamma_mu = sqrt(tau + (1 - tau) sigmoid(theta)) and gamma_sigma = sqrt((1 - tau) sigmoid(-theta)),
     theta learned per dimension (init 0), so gamma_mu^2 + gamma_sigma^2 = 1 and the aggregate posterior has
@@ -25,8 +25,7 @@ class SuBNHead(nn.Module):
     (a different model some ports use). BN eps 1e-8 as in the post; running statistics at evaluation."""
 
     def __init__(self, hidden: int, nz: int, tau: float):
-        super().__init__()
-        self.linear = nn.Linear(hidden, 2 * nz, bias=False)
+        super().__init__(hidden, 2 * nz)
         self.bn_mu = nn.BatchNorm1d(nz, affine=False, eps=1e-8)
         self.bn_sigma = nn.BatchNorm1d(nz, affine=False, eps=1e-8)
         self.theta = nn.Parameter(torch.zeros(nz))
@@ -36,8 +35,8 @@ class SuBNHead(nn.Module):
         s = torch.sigmoid(self.theta)
         return torch.sqrt(self.tau + (1 - self.tau) * s), torch.sqrt((1 - self.tau) * (1 - s))
 
-    def forward(self, h: torch.Tensor) -> Gaussian:
-        m, s = self.linear(h).chunk(2, -1)
+    def transform(self, stats: torch.Tensor) -> Gaussian:
+        m, s = stats.chunk(2, -1)
         g_mu, g_sigma = self.scales()
         mu = g_mu * self.bn_mu(m)
         sigma = g_sigma * self.bn_sigma(s)
@@ -70,8 +69,5 @@ class BNVAESu(Method):
     def check_config(self, cfg) -> None:
         require_bn_floor_config("bnvae-su", cfg)
 
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        model = TextVAE(cfg, vocab_size)
-        model.head = SuBNHead(cfg.enc_hidden, cfg.nz, self.params.tau)
-        model.reset_parameters(model.head)     # the linear map; theta stays 0
-        return model
+    def posterior_head(self, cfg: ModelConfig) -> SuBNHead:
+        return SuBNHead(cfg.enc_hidden, cfg.nz, self.params.tau)   # theta starts at 0

@@ -7,7 +7,7 @@ from ..config import ModelConfig
 from ..method import Loss, Method, MethodParams
 from ..model import TextVAE
 from ..registry import register
-from ._common import require
+from .helpers import require
 
 
 class BowVAE(TextVAE):
@@ -48,10 +48,9 @@ class BagOfWords(Method):
         return BowVAE(cfg, vocab_size, self.params.hidden)
 
     def loss(self, model: BowVAE, batch, kl_weight: float) -> Loss:
-        post = self.encode(model, batch.tokens)
+        post = model.posterior(batch.tokens)
         z = post.rsample(1)
         rec = -model.decoder.log_prob(batch.tokens, z).squeeze(1)
         bow = model.bow_nll(batch.tokens, z[:, 0])
-        kl = post.kl()
-        total = (rec + kl_weight * self.kl_penalty(post) + self.params.weight * bow).mean()
-        return Loss(total, rec.detach(), kl.detach(), {"bow": bow.mean().item()})
+        return self.elbo_loss(model, batch.tokens, post, kl_weight, rec=rec, extra_terms=self.params.weight * bow,
+                              extra={"bow": bow.mean().item()})

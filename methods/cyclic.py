@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from ..config import TrainConfig
 from ..method import Method, MethodParams
 from ..registry import register
-from ._common import Pretrain, PretrainAE, require, require_pretrain, require_rate
+from .helpers import Pretrain, pretrain_encoder, require, require_pretrain, require_rate
 
 
 def cyclical_schedule(t: int, period: float, ratio: float, start: float = 0.0) -> float:
@@ -18,7 +18,7 @@ def cyclical_schedule(t: int, period: float, ratio: float, start: float = 0.0) -
 
 
 @register("cyclic", aliases=("cyclical",))
-class Cyclic(PretrainAE, Method):
+class Cyclic(Method):
     """Cyclical KL annealing (Fu et al. 2019): 10-epoch cycles, the weight rising linearly 0 -> 1 over the first half.
 
     The cycle length is a number of epochs, not a share of the run, as in Fu et al.'s LSTM language-model code
@@ -45,10 +45,10 @@ class Cyclic(PretrainAE, Method):
 
     _iters_per_epoch: int | None = None
 
-    def before_training(self, trainer) -> None:
+    def before_training(self, ctx) -> None:
         # cycles restart on epoch boundaries: count the batches an epoch actually draws
-        self._iters_per_epoch = len(trainer.train_batches)
-        super().before_training(trainer)
+        self._iters_per_epoch = len(ctx.train_batches)
+        pretrain_encoder(ctx, self.params.pretrain)
 
     def period(self, steps_per_epoch: float) -> float:
         return self.params.cycle_epochs * (self._iters_per_epoch or steps_per_epoch)

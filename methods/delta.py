@@ -8,10 +8,10 @@ from scipy.optimize import brentq
 
 from ..config import ModelConfig
 from ..method import Method, MethodParams
-from ..model import TextVAE
+from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import Pretrain, PretrainAE, require, require_pretrain
+from .helpers import Pretrain, pretrain_encoder, require, require_pretrain
 
 
 def variance_bounds(delta: float) -> tuple[float, float]:
@@ -27,20 +27,19 @@ def variance_bounds(delta: float) -> tuple[float, float]:
     return brentq(f, lo, 1.0, xtol=1e-14), brentq(f, 1.0, hi, xtol=1e-14)
 
 
-class DeltaHead(nn.Module):
+class DeltaHead(PosteriorHead):
     """Linear map (no bias) to raw (m, v); sigma = sigma_l + (sigma_u - sigma_l) / clamp(1 + e^-v, 1, 50) stays in
     [sigma_l, sigma_u], and mu = sqrt(2 delta + 1 + ln sigma^2 - sigma^2 + relu(m) + 1e-6) >= 0, so that each
     dimension's KL is delta + relu(m)/2 + 5e-7 >= delta (Razavi et al. 2019, as in BNV's encoder)."""
 
     def __init__(self, hidden: int, nz: int, delta: float):
-        super().__init__()
-        self.linear = nn.Linear(hidden, 2 * nz, bias=False)
+        super().__init__(hidden, 2 * nz)
         self.delta = delta
         s_l, s_u = variance_bounds(delta)
         self.sigma_l, self.sigma_u = math.sqrt(s_l), math.sqrt(s_u)
 
-    def forward(self, h: torch.Tensor) -> Gaussian:
-        raw_mu, raw_v = self.linear(h).chunk(2, -1)
+    def transform(self, stats: torch.Tensor) -> Gaussian:
+        raw_mu, raw_v = stats.chunk(2, -1)
         gate = 1.0 / (1.0 + torch.exp(-raw_v)).clamp(1.0, 50.0)
         sigma = self.sigma_l + (self.sigma_u - self.sigma_l) * gate
         var = sigma.pow(2)
@@ -49,7 +48,7 @@ class DeltaHead(nn.Module):
 
 
 @register("delta", aliases=("delta-vae", "δ-vae"))
-class DeltaVAE(PretrainAE, Method):
+class DeltaVAE(Method):
     """δ-VAE (Razavi et al. 2019): posterior variance and mean constrained so that KL >= δ in every dimension.
 
     The variance range [sigma_l^2, sigma_u^2] is solved in code from delta (brentq), not tabulated; the
@@ -69,8 +68,8 @@ class DeltaVAE(PretrainAE, Method):
         def search_space(trial) -> dict:
             return {"delta": trial.suggest_float("delta", 0.05, 0.3)}
 
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        model = TextVAE(cfg, vocab_size)
-        model.head = DeltaHead(cfg.enc_hidden, cfg.nz, self.params.delta)
-        model.reset_parameters(model.head)
-        return model
+    def posterior_head(self, cfg: ModelConfig) -> DeltaHead:
+        return DeltaHead(cfg.enc_hidden, cfg.nz, self.params.delta)
+
+    def before_training(self, ctx) -> None:
+        pretrain_encoder(ctx, self.params.pretrain)

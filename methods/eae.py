@@ -7,10 +7,10 @@ from scipy.special import digamma, gammaln
 
 from ..config import ModelConfig, TrainConfig
 from ..method import Loss, Method, MethodParams
-from ..model import TextVAE
+from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import require
+from .helpers import require
 
 
 def kl_entropy(z: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -27,19 +27,18 @@ def kl_entropy(z: torch.Tensor, k: int = 1) -> torch.Tensor:
     return digamma(n) - digamma(k) + log_vd + d * torch.log(rho).mean()
 
 
-class CodeHead(nn.Module):
+class CodeHead(PosteriorHead):
     """Linear map (no bias) to a deterministic code, then BatchNorm1d without affine (zero mean, unit variance
     per dimension within a training batch; running statistics at evaluation). The posterior handed to the
     harness is the scoring proposal N(code, s^2 I) of EAE's docstring."""
 
     def __init__(self, hidden: int, nz: int, proposal_std: float):
-        super().__init__()
-        self.linear = nn.Linear(hidden, nz, bias=False)
+        super().__init__(hidden, nz)
         self.bn = nn.BatchNorm1d(nz, affine=False)
         self.log_var = 2 * math.log(proposal_std)
 
-    def forward(self, h: torch.Tensor) -> Gaussian:
-        code = self.bn(self.linear(h))
+    def transform(self, stats: torch.Tensor) -> Gaussian:
+        code = self.bn(stats)
         return Gaussian(code, torch.full_like(code, self.log_var))
 
 
@@ -73,17 +72,14 @@ class EntropicAE(Method):
             return {"lam": trial.suggest_float("lam", 0.1, 10.0, log=True),
                     "proposal_std": trial.suggest_float("proposal_std", 0.03, 0.5, log=True)}
 
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        model = TextVAE(cfg, vocab_size)
-        model.head = CodeHead(cfg.enc_hidden, cfg.nz, self.params.proposal_std)
-        model.reset_parameters(model.head)
-        return model
+    def posterior_head(self, cfg: ModelConfig) -> CodeHead:
+        return CodeHead(cfg.enc_hidden, cfg.nz, self.params.proposal_std)
 
     def kl_weight(self, step: int, steps_per_epoch: float, cfg: TrainConfig) -> float:
         return 0.0
 
     def loss(self, model, batch, kl_weight: float) -> Loss:
-        post = self.encode(model, batch.tokens)
+        post = model.posterior(batch.tokens)
         code = post.mu
         rec = -model.decoder.log_prob(batch.tokens, code.unsqueeze(1)).squeeze(1)
         entropy = kl_entropy(code, self.params.k)

@@ -8,11 +8,11 @@ from ..method import Method, MethodParams
 from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import Pretrain, PretrainAE, require, require_pretrain
+from .helpers import Pretrain, pretrain_encoder, require, require_pretrain
 
 
 @register("fb", aliases=("free-bits",))
-class FreeBits(PretrainAE, Method):
+class FreeBits(Method):
     """Free bits: Li et al.'s per-sentence-per-dimension KL floor (default) or Kingma et al.'s batch-level clamp.
 
     mode='li' (Li et al. 2019, PRE/BNV `--fb 2`): the penalty of sentence i is sum_j max(KL_ij, target/nz), so a
@@ -41,11 +41,13 @@ class FreeBits(PretrainAE, Method):
         def search_space(trial) -> dict:
             return {"target": trial.suggest_float("target", 1.0, 10.0)}
 
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        groups = self.params.groups or cfg.nz
-        require(self.params.mode == "li" or cfg.nz % groups == 0,
-                f"fb.groups={groups} does not divide model.nz={cfg.nz}; choose a divisor of nz (or 0)")
-        return super().build_model(cfg, vocab_size)
+    def check_config(self, cfg) -> None:
+        nz, groups = cfg.model.nz, self.params.groups or cfg.model.nz
+        require(self.params.mode == "li" or nz % groups == 0,
+                f"fb.groups={groups} does not divide model.nz={nz}; choose a divisor of nz (or 0)")
+
+    def before_training(self, ctx) -> None:
+        pretrain_encoder(ctx, self.params.pretrain)
 
     def kl_penalty(self, post: Gaussian) -> torch.Tensor:
         kl = post.kl_per_dim()                                   # [B, nz]

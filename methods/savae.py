@@ -5,7 +5,7 @@ import torch
 from ..method import Loss, Method, MethodParams
 from ..posterior import Gaussian
 from ..registry import register
-from ._common import require
+from .helpers import require
 
 
 def _clip_batch(g: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -70,14 +70,11 @@ class SemiAmortizedVAE(Method):
         return out if create_graph else out.detach()
 
     def loss(self, model, batch, kl_weight: float) -> Loss:
-        post = self.refine(model, self.encode(model, batch.tokens), batch.tokens, kl_weight, create_graph=True)
-        rec = -model.decoder.log_prob(batch.tokens, post.rsample(1)).squeeze(1)
-        kl = post.kl()
-        total = (rec + kl_weight * self.kl_penalty(post)).mean()
-        return Loss(total, rec.detach(), kl.detach())
+        post = self.refine(model, model.posterior(batch.tokens), batch.tokens, kl_weight, create_graph=True)
+        return self.elbo_loss(model, batch.tokens, post, kl_weight)
 
     def eval_posterior(self, model, tokens: torch.Tensor) -> Gaussian:
-        post = self.encode(model, tokens)
+        post = model.posterior(tokens)
         if not self.params.eval_svi or self.params.svi_steps == 0:
             return post
         with torch.enable_grad():
@@ -85,4 +82,4 @@ class SemiAmortizedVAE(Method):
 
     def amortized_posterior(self, model, tokens: torch.Tensor) -> Gaussian:
         """The encoder's own q(z|x), before refinement."""
-        return self.encode(model, tokens)
+        return model.posterior(tokens)

@@ -11,10 +11,10 @@ from scipy.special import gammaln, ive
 
 from ..config import ModelConfig
 from ..method import Method, MethodParams
-from ..model import TextVAE
+from ..model import PosteriorHead
 from ..posterior import Posterior
 from ..registry import register
-from ._common import Pretrain, PretrainAE, require, require_pretrain
+from .helpers import Pretrain, pretrain_encoder, require, require_pretrain
 
 
 def log_bessel_iv(v: float, x: float) -> float:
@@ -75,7 +75,7 @@ class VonMisesFisher(Posterior):
     log q(z|x) = log C_d(kappa) + kappa mu.z (the true density w.r.t. the sphere's surface measure; the prior is
     1/area of the same measure, so log p(z) + log p(x|z) - log q(z|x) is a valid importance weight).
     `mean` is E_q[z] = A_d(kappa) mu; active units are counted on the direction mu, as the published vMF rows
-    are (on E_q[z] the variance shrinks by A_d(kappa)^2, 0.14 at kappa 13, d 32, and AU is capped near 12 of 32)."""
+    are (on E_q[z] the variance shrinks by A_d(kappa)^2, 0.127 at kappa 13, d 32, and AU is capped near 12 of 32)."""
     mu: torch.Tensor            # [B, d], unit norm
     kappa: float
 
@@ -124,20 +124,19 @@ class VonMisesFisher(Posterior):
         return self._const()["log_c"] + self.kappa * (z @ self.mu.T)
 
 
-class VMFHead(nn.Module):
+class VMFHead(PosteriorHead):
     """Linear map (no bias) from the encoder state to a direction, normalised to unit length."""
 
     def __init__(self, hidden: int, nz: int, kappa: float):
-        super().__init__()
-        self.linear = nn.Linear(hidden, nz, bias=False)
+        super().__init__(hidden, nz)
         self.kappa = kappa
 
-    def forward(self, h: torch.Tensor) -> VonMisesFisher:
-        return VonMisesFisher(F.normalize(self.linear(h), dim=-1, eps=1e-12), self.kappa)
+    def transform(self, stats: torch.Tensor) -> VonMisesFisher:
+        return VonMisesFisher(F.normalize(stats, dim=-1, eps=1e-12), self.kappa)
 
 
 @register("vmf", aliases=("vmf-vae",))
-class VMFVAE(PretrainAE, Method):
+class VMFVAE(Method):
     """vMF-VAE (Xu & Durrett 2018): von Mises-Fisher posterior, fixed κ=13, uniform prior, constant KL.
 
     The KL is the exact closed form KL(vMF(mu, kappa) || U(S^{d-1})) = log C_d(kappa) + kappa A_d(kappa) + log
@@ -160,9 +159,12 @@ class VMFVAE(PretrainAE, Method):
         def search_space(trial) -> dict:
             return {"kappa": trial.suggest_float("kappa", 5.0, 100.0, log=True)}
 
-    def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
-        require(cfg.nz >= 2, f"vmf needs model.nz >= 2 (a sphere S^(d-1) with d >= 2), got {cfg.nz}")
-        model = TextVAE(cfg, vocab_size)
-        model.head = VMFHead(cfg.enc_hidden, cfg.nz, self.params.kappa)
-        model.reset_parameters(model.head)
-        return model
+    def check_config(self, cfg) -> None:
+        require(cfg.model.nz >= 2, f"vmf needs model.nz >= 2 (a sphere S^(d-1) with d >= 2), got "
+                                   f"{cfg.model.nz}; use --set model.nz=32 (the paper's)")
+
+    def posterior_head(self, cfg: ModelConfig) -> VMFHead:
+        return VMFHead(cfg.enc_hidden, cfg.nz, self.params.kappa)
+
+    def before_training(self, ctx) -> None:
+        pretrain_encoder(ctx, self.params.pretrain)

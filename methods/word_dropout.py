@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ..data import UNK
 from ..method import Loss, Method, MethodParams
 from ..registry import register
-from ._common import require_rate
+from .helpers import require_rate
 
 
 def drop_words(inputs: torch.Tensor, rate: float) -> torch.Tensor:
@@ -34,12 +34,10 @@ class WordDropout(Method):
             return {"rate": trial.suggest_float("rate", 0.0, 0.75)}
 
     def loss(self, model, batch, kl_weight: float) -> Loss:
-        post = self.encode(model, batch.tokens)
+        post = model.posterior(batch.tokens)
         z = post.rsample(1)[:, 0]
         inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]   # targets stay intact
         logits = model.decoder.logits(drop_words(inputs, self.params.rate), z)
         rec = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                               reduction="none").view_as(targets).sum(-1)
-        kl = post.kl()
-        total = (rec + kl_weight * self.kl_penalty(post)).mean()
-        return Loss(total, rec.detach(), kl.detach())
+        return self.elbo_loss(model, batch.tokens, post, kl_weight, rec=rec)

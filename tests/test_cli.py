@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-from proc_cells import Spec
 
-from collapse_bench import executor as ex
+from collapse_bench.executors import process as process_executor
+from collapse_bench.cell import CellSpec
 from collapse_bench.cli import _executor, baseline_table, build_parser, main, summary_table
 from collapse_bench.executor import ProcessExecutor
 from collapse_bench.progress import SweepProgress, cell_line
 from collapse_bench.report import build_report
 from collapse_bench.store import ResultStore
-from collapse_bench.sweep import SerialExecutor
+from collapse_bench.executor import SerialExecutor
 
 FAST = ["--size", "smoke", "--set", "train.epochs=1", "--set", "eval.probe_repeats=1"]
 
@@ -41,7 +41,7 @@ def rec(method: str, seed: int, nll: float, secs: float, *, overrides: dict | No
 
 # --- baseline ----------------------------------------------------------------------------------------------
 def test_run_adds_vanilla_reuses_it_and_no_baseline_opts_out(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ex, "_local_cpus", lambda: 2)      # two cores even on a one-core CI box
+    monkeypatch.setattr(process_executor, "local_cpus", lambda: 2)      # two cores even on a one-core CI box
     out = tmp_path / "run"
     assert main(["run", "--methods", "fb", *FAST, "--out", str(out), "--no-report"]) == 0
     cap = capsys.readouterr()
@@ -123,7 +123,7 @@ def _choice(argv: list[str], cells: int, threads: int = 1, auto: str = "process"
 
 
 def test_several_cells_use_every_core_by_default(monkeypatch):
-    monkeypatch.setattr(ex, "_local_cpus", lambda: 4)
+    monkeypatch.setattr(process_executor, "local_cpus", lambda: 4)
     run = ["run", "--methods", "fb"]
     e, where = _choice(run, 3)
     assert isinstance(e, ProcessExecutor) and e.jobs == 3 and e.threads == 1 and "3 worker processes" in where
@@ -218,30 +218,31 @@ def _group_alive(pgid: int) -> bool:
 
 # --- progress ----------------------------------------------------------------------------------------------
 def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere():
-    ok = {"cell": "c0", "label": "fb", "dataset": "synthetic", "size": "smoke", "seed": 0, "status": "ok",
+    s0, s1 = CellSpec("fb", "synthetic", "smoke", 0), CellSpec("fb", "yelp", "smoke", 1)
+    ok = {"cell": s0.cell, "label": "fb", "dataset": "synthetic", "size": "smoke", "seed": 0, "status": "ok",
           "metrics": {"nll": 57.25, "kl": 2.5, "mi": 0.1, "au": 3, "probe": {"500": {"mean": 0.6}, "100": {"mean": 0.4}}},
           "timing": {"wall_seconds": 3.0, "eval_seconds": 1.5}}
-    bad = {"cell": "c1", "label": "fb", "dataset": "yelp", "size": "smoke", "seed": 1, "status": "failed",
+    bad = {"cell": s1.cell, "label": "fb", "dataset": "yelp", "size": "smoke", "seed": 1, "status": "failed",
            "error": {"type": "DataError", "message": "no yelp.train.txt\nmore"}}
     assert cell_line(ok) == "[ok] fb synthetic/smoke seed0  NLL 57.25  KL 2.50  MI 0.10  AU 3  probe@100 0.400  4.5 s"
     assert cell_line(bad) == "[failed] fb yelp/smoke seed1  DataError: no yelp.train.txt"
 
     plain = io.StringIO()
     with SweepProgress(2, stream=plain, tty=False) as p:
-        p.start(Spec(0))
-        p.step(Spec(0), 5, 10)
+        p.start(s0)
+        p.step(s0, 5, 10)
         p.finish(ok)
     assert plain.getvalue().splitlines()[0].startswith("[ok] fb synthetic/smoke seed0  NLL 57.25")
     assert len(plain.getvalue().splitlines()) == 1                       # no bar, no step output
 
     term = io.StringIO()
     with SweepProgress(3, stream=term, tty=True, mininterval=0) as p:
-        p.start(Spec(0))
-        p.start(Spec(1))
-        p.step(Spec(0), 7, 10)
+        p.start(s0)
+        p.start(s1)
+        p.step(s0, 7, 10)
         text = term.getvalue()
         assert "cells: 0/3" in text and "running 2, failed 0" in text and "7/10" in text
-        p.finish({**bad, "cell": Spec(1).cell})
+        p.finish({**bad, "cell": s1.cell})
     text = term.getvalue()
     assert "cells: 1/3" in text and "running 1, failed 1" in text and "[failed] fb yelp/smoke seed1" in text
 

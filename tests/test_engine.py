@@ -9,7 +9,8 @@ import pytest
 from collapse_bench import registry
 from collapse_bench.cli import main
 from collapse_bench.config import ConfigError, size_config
-from collapse_bench.sweep import CellSpec, expand, run_cell, run_sweep
+from collapse_bench.cell import CellSpec, load_cell_corpus, run_cell, run_record
+from collapse_bench.sweep import expand, run_sweep
 
 DATA = Path(os.environ.get("COLLAPSE_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason=f"corpora not found at {DATA}")
@@ -99,14 +100,14 @@ def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert status["synthetic"]["status"] == "ok"
     # the rerun retries only the failed cell
     ran = []
-    run_sweep([bad, good], tmp_path, fn=lambda s: ran.append(s.dataset) or run_cell(s))
+    run_sweep([bad, good], tmp_path, fn=lambda s, on_step: ran.append(s.dataset) or run_cell(s, on_step))
     assert ran == ["yelp"]
 
 
 def test_the_seed_changes_the_metrics():
     """The run seed reaches training (same-seed reproducibility of every method: test_methods'
     test_deterministic_for_a_seed)."""
-    a, b = (run_cell(CellSpec("vanilla", "synthetic", "smoke", seed, overrides=ONE_EPOCH)) for seed in (3, 4))
+    a, b = (run_record(CellSpec("vanilla", "synthetic", "smoke", seed, overrides=ONE_EPOCH)) for seed in (3, 4))
     assert a["status"] == b["status"] == "ok"
     assert a["metrics"]["nll"] != b["metrics"]["nll"] and a["metrics"] != b["metrics"]
 
@@ -114,7 +115,7 @@ def test_the_seed_changes_the_metrics():
 @needs_data
 @pytest.mark.parametrize("dataset", ["short-yelp", "ptb", "yahoo-mini"])
 def test_real_corpora_run_at_smoke_size(dataset):
-    rec = run_cell(CellSpec("vanilla", dataset, "smoke", 0, overrides=ONE_EPOCH, data_dir=str(DATA)))
+    rec = run_record(CellSpec("vanilla", dataset, "smoke", 0, overrides=ONE_EPOCH, data_dir=str(DATA)))
     assert rec["status"] == "ok", rec["error"]
     m = rec["metrics"]
     assert 1 < m["ppl"] < 1e5 and m["nll"] <= m["elbo"] + 1.0
@@ -174,7 +175,7 @@ def test_presets_carry_the_recipe_of_their_code_and_land_in_the_record(tmp_path)
 
 
 def test_curves_record_the_kl_of_every_latent_dimension():
-    rec = run_cell(CellSpec("vanilla", "synthetic", "smoke", 0, overrides=ONE_EPOCH))
+    rec = run_record(CellSpec("vanilla", "synthetic", "smoke", 0, overrides=ONE_EPOCH))
     (point,) = rec["curves"]
     assert len(point["valid_kl_dims"]) == rec["config"]["model"]["nz"]
     assert sum(point["valid_kl_dims"]) == pytest.approx(point["valid_kl"], rel=0.05)   # valid_kl: all of valid
@@ -190,7 +191,7 @@ def test_sweeps_start_the_dearest_cells_first(tmp_path):
 def test_curve_points_inside_epochs_are_latent_only_and_not_timed():
     """train.curve_points_per_epoch=3 adds two points inside each epoch (MI, AU, KL per unit; no validation loss)
     at fractional epochs; `epochs` still counts whole epochs and the step time is unchanged in kind."""
-    rec = run_cell(CellSpec("vanilla", "synthetic", "smoke", 0, overrides={"train": {"curve_points_per_epoch": 3}}))
+    rec = run_record(CellSpec("vanilla", "synthetic", "smoke", 0, overrides={"train": {"curve_points_per_epoch": 3}}))
     assert rec["status"] == "ok", rec["error"]
     partial = [c for c in rec["curves"] if c.get("partial")]
     whole = [c for c in rec["curves"] if not c.get("partial")]
@@ -207,7 +208,6 @@ def test_iw_nll_on_a_fixed_subset_of_test_sentences(monkeypatch):
     those; the other metrics keep the whole test split. The LM's IW-NLL is its exact NLL, so the two seed-0 runs
     (same model) score each sentence alike."""
     from collapse_bench import evaluate as ev
-    from collapse_bench.sweep import _corpus
     scored, iw_nll = [], ev.iw_nll
 
     def recording(method, model, split, *args, **kwargs):
@@ -216,11 +216,11 @@ def test_iw_nll_on_a_fixed_subset_of_test_sentences(monkeypatch):
         return nll
     monkeypatch.setattr(ev, "iw_nll", recording)
     over = {"eval": {"iw_sentences": 60}, "train": {"epochs": 1}}
-    a, b = (run_cell(CellSpec("lm", "synthetic", "smoke", seed, overrides=over)) for seed in (0, 1))
-    full = run_cell(CellSpec("lm", "synthetic", "smoke", 0, overrides={"train": {"epochs": 1}}))
+    a, b = (run_record(CellSpec("lm", "synthetic", "smoke", seed, overrides=over)) for seed in (0, 1))
+    full = run_record(CellSpec("lm", "synthetic", "smoke", 0, overrides={"train": {"epochs": 1}}))
     assert a["status"] == b["status"] == full["status"] == "ok"
     (sub_a, nll_a), (sub_b, _), (whole, nll_whole) = scored
-    test = _corpus("synthetic", None, size_config("smoke", "synthetic").limits).test
+    test = load_cell_corpus("synthetic", None, size_config("smoke", "synthetic").limits).test
     same = lambda x, y: len(x) == len(y) and all(np.array_equal(s, t) for s, t in zip(x.sentences, y.sentences))  # noqa: E731
     assert same(whole, test) and full["metrics"]["iw_sentences"] == full["metrics"]["test_sentences"] == 200
     assert same(sub_a, ev.iw_lines(test, 60)) and same(sub_b, sub_a)         # the fixed subset, whatever the seed

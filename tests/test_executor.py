@@ -21,7 +21,8 @@ import pytest
 from collapse_bench.executor import (ExecutorError, ProcessExecutor, RayExecutor, SerialExecutor, check_reachable,
                                      make_executor)
 from collapse_bench.store import ResultStore
-from collapse_bench.sweep import CellSpec, run_cell
+from collapse_bench.cell import CellSpec, run_cell, run_record
+from collapse_bench.store import build_record
 
 FAST = {"train": {"epochs": 1}}
 NO_PROBE = {"train": {"epochs": 1}, "eval": {"probe_labels": ()}}   # the probe's fits dominate a smoke cell
@@ -60,10 +61,10 @@ def test_unreachable_address_fails_fast():
 @pytest.mark.ray
 def test_ray_gives_the_same_metrics_as_serial(ray_session):
     specs = [fast_spec(0, overrides=FAST), fast_spec(1)]    # one with the probe (slow), one without
-    serial = {r["cell"]: r for r in (run_cell(s) for s in specs)}
+    serial = {s.cell: run_record(s) for s in specs}
     got: list[dict] = []
     ex = RayExecutor(num_cpus=2)
-    ex.map(run_cell, specs, lambda spec, record: got.append(record))
+    ex.map(run_cell, specs, lambda spec, result: got.append(build_record(spec, result)))
     assert ray_session.is_initialized()          # a Ray it did not start is left running
     assert sorted(r["cell"] for r in got) == sorted(serial)
     for r in got:

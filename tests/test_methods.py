@@ -20,7 +20,7 @@ from collapse_bench.cli import main as cli_main
 from collapse_bench.data import BOS, UNK
 from collapse_bench.method import ParamError
 from collapse_bench.posterior import Gaussian
-from collapse_bench.sweep import CellSpec, _corpus, run_cell
+from collapse_bench.cell import CellSpec, build_trainer, corpus_for, run_record
 from collapse_bench.train import Trainer
 
 DATASET, SIZE, SEED = "synthetic", "smoke", 0
@@ -68,13 +68,10 @@ def make_spec(name: str, **params) -> CellSpec:
 
 def train_and_score(spec: CellSpec) -> Trained:
     """What run_cell does, keeping the trainer (and so the model)."""
-    method, cfg = spec.make_method(), spec.size_config()
-    torch.set_num_threads(cfg.train.threads)
-    corpus = _corpus(spec.dataset, spec.data_dir, cfg.limits)
-    trainer = Trainer(method, cfg, corpus, seed=spec.seed, device=spec.device)
+    trainer = build_trainer(spec)
     timing = trainer.fit()
-    metrics = ev.score(method, trainer.model, corpus, cfg.eval, trainer.device, spec.seed)
-    return Trained(spec, method, trainer, metrics, timing)
+    metrics = ev.score(trainer.method, trainer.model, trainer.corpus, trainer.cfg.eval, trainer.device, spec.seed)
+    return Trained(spec, trainer.method, trainer, metrics, timing)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +123,7 @@ def test_trains_with_finite_metrics(name, trained):
 @pytest.mark.parametrize("name", METHODS)
 def test_deterministic_for_a_seed(name, trained):
     """run_cell (the CLI path) with the same seed reproduces the metrics of the fixture's run exactly."""
-    record = run_cell(make_spec(name))
+    record = run_record(make_spec(name))
     assert record["status"] == "ok", record["error"]
     again, first = record["metrics"], trained(name).metrics
     for key in ("nll", "ppl", "elbo", "recon", "kl", "mi", "au"):
@@ -175,7 +172,7 @@ def test_params_validate_and_search_space(name):
     fields = {f.name for f in dataclasses.fields(cls.Params)}
     cls.Params()  # the defaults are valid
     if not fields:
-        assert cls.search_space(None) == {}
+        assert cls.Params.search_space(None) == {}
         return
     assert name in BAD_PARAMS, f"add an invalid value for {name} to BAD_PARAMS"
     with pytest.raises(ValueError) as err:
@@ -186,7 +183,7 @@ def test_params_validate_and_search_space(name):
         cls.Params.from_strings(name, {key: str(bad)})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    space = cls.search_space(trial)
+    space = cls.Params.search_space(trial)
     assert space and set(space) <= fields
     cls.Params(**space)  # every suggestion is valid
 
@@ -510,13 +507,13 @@ def test_agg_inner_loop_and_phase_end(trained):
     cfg, corpus = t.cfg, t.corpus
     method = registry.get("agg")()
     trainer = Trainer(method, cfg, corpus, seed=SEED)
-    method.before_training(trainer)
+    ctx = trainer.ctx
+    method.before_training(ctx)
     calls = []
-    orig = trainer.optimize
-    trainer.optimize = lambda loss, which="both": (calls.append(which), orig(loss, which))
+    ctx.optimize = lambda loss, which="both": (calls.append(which), trainer.optimize(loss, which))
     enc0 = [p.detach().clone() for p in trainer.model.encoder_parameters()]
     dec0 = [p.detach().clone() for p in trainer.model.decoder_parameters()]
-    logs = method.train_step(trainer, trainer.train_batches[0])
+    logs = method.train_step(ctx, trainer.train_batches[0])
     n = int(logs["inner_steps"])
     assert calls == ["encoder"] * n + ["decoder"]
     assert 1 <= n <= method.params.inner_steps and (n % method.params.window == 0 or n == method.params.inner_steps)
@@ -525,18 +522,18 @@ def test_agg_inner_loop_and_phase_end(trained):
     # the phase ends at the first epoch whose validation MI drops, for good; stop_mi="full" reads the curve's MI
     method.params = dataclasses.replace(method.params, stop_mi="full")
     for epoch, mi in enumerate([0.2, 0.5, 0.4, 0.9], 1):
-        method.on_epoch_end(trainer, epoch, {"valid_mi": mi})
+        method.on_epoch_end(ctx, epoch, {"valid_mi": mi})
         assert method.aggressive == (epoch < 3)
     calls.clear()
-    assert method.train_step(trainer, trainer.train_batches[0])["inner_steps"] == 0 and calls == ["both"]
+    assert method.train_step(ctx, trainer.train_batches[0])["inner_steps"] == 0 and calls == ["both"]
     # the default, He et al.'s rule: their per-batch estimate decides (and is recorded), not the full-set curve
     method.params = dataclasses.replace(method.params, stop_mi="per-batch")
-    method.before_training(trainer)
+    method.before_training(ctx)
     per_batch = iter([0.2, 0.5, 0.4, 0.9])
-    method.per_batch_validation_mi = lambda trainer: next(per_batch)
+    method.per_batch_validation_mi = lambda ctx: next(per_batch)
     for epoch, full_set_mi in enumerate([0.9, 0.8, 0.7, 0.6], 1):
         point = {"valid_mi": full_set_mi}
-        method.on_epoch_end(trainer, epoch, point)
+        method.on_epoch_end(ctx, epoch, point)
         assert method.aggressive == (epoch < 3) and ("valid_mi_per_batch" in point) == (epoch <= 3)
     # the trained run (default rule) recorded its phase consistently with its per-batch MI curve
     assert t.method.params.stop_mi == "per-batch"
@@ -549,7 +546,7 @@ def test_agg_per_batch_mi_is_he_et_al_estimate_on_the_validation_set(trained):
     t = trained("agg")
     t.trainer.model.train()
     torch.manual_seed(0)
-    got = t.method.per_batch_validation_mi(t.trainer)
+    got = t.method.per_batch_validation_mi(t.trainer.ctx)
     assert t.trainer.model.training          # back in train mode
     t.trainer.model.eval()
     torch.manual_seed(0)
@@ -622,7 +619,7 @@ def test_pretrain_ae_starts_from_the_ae_encoder(name, trained):
     trainer = Trainer(method, cfg, trained("ae").corpus, seed=SEED)
     enc0 = copy.deepcopy(trainer.model.encoder.state_dict())
     dec0 = copy.deepcopy(trainer.model.decoder.state_dict())
-    method.before_training(trainer)
+    method.before_training(trainer.ctx)
     for k, v in ae.encoder.state_dict().items():
         assert torch.equal(trainer.model.encoder.state_dict()[k], v), k
     assert any(not torch.equal(enc0[k], v) for k, v in trainer.model.encoder.state_dict().items())
@@ -630,7 +627,7 @@ def test_pretrain_ae_starts_from_the_ae_encoder(name, trained):
     assert torch.equal(w, ae.head.linear.weight[: w.shape[0]])
     for k, v in dec0.items():
         assert torch.equal(trainer.model.decoder.state_dict()[k], v), f"decoder {k} must stay freshly initialised"
-    assert method.pretrain_info["ae_steps"] == trained("ae").timing["steps"]
+    assert trainer.ctx.info["pretrain"]["ae_steps"] == trained("ae").timing["steps"]
 
 
 def test_pretrain_time_counts_as_training_time():
@@ -638,17 +635,14 @@ def test_pretrain_time_counts_as_training_time():
     apart from fit, is in the cell's before_training_seconds and adds to the time of the cell's own steps in
     train_seconds. Were the pretraining run or timed outside fit's training time, train_seconds would be the
     cell's steps alone and before_training_seconds ~0."""
-    spec = make_spec("bnvae", pretrain="ae")
-    method = spec.make_method()
-    cfg = spec.size_config()
-    trainer = Trainer(method, cfg, _corpus(DATASET, None, cfg.limits), seed=SEED)
+    trainer = build_trainer(make_spec("bnvae", pretrain="ae"))
     timing = trainer.fit()
-    ae = method.pretrain_info
-    assert ae is not None and ae["ae_steps"] > 0 and ae["seconds"] > 0, ae
+    ae = trainer.ctx.info.get("pretrain")
+    assert ae is not None and ae["ae_steps"] > 0 and ae["ae_seconds"] > 0, ae
     own_steps = timing["seconds_per_step"] * timing["steps"]
     assert own_steps > 0
-    assert timing["before_training_seconds"] >= ae["seconds"]
-    assert timing["train_seconds"] >= (ae["seconds"] + own_steps) * (1 - 1e-9)
+    assert timing["before_training_seconds"] >= ae["ae_seconds"]
+    assert timing["train_seconds"] >= (ae["ae_seconds"] + own_steps) * (1 - 1e-9)
 
 
 @pytest.mark.parametrize("name", ["bnvae", "bnvae-su"])
@@ -670,7 +664,7 @@ def test_bn_methods_run_at_every_size_and_refuse_a_void_floor(name):
 def test_bnvae_at_smoke_size_keeps_its_floor_on_the_test_set():
     """`run --methods bnvae --size smoke` as a user runs it: the scored test KL (BN running statistics) is above
     nz*gamma^2/2 (it was 0.02 against 2.88 when smoke trained with Adam)."""
-    record = run_cell(CellSpec("bnvae", DATASET, "smoke", 0, registry.get("bnvae").Params().to_dict()))
+    record = run_record(CellSpec("bnvae", DATASET, "smoke", 0, registry.get("bnvae").Params().to_dict()))
     assert record["status"] == "ok", record["error"]
     cfg = record["config"]
     assert record["metrics"]["kl"] >= cfg["model"]["nz"] * cfg["method"]["gamma"] ** 2 / 2

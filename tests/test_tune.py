@@ -19,7 +19,7 @@ from collapse_bench import registry  # noqa: E402
 from collapse_bench.cli import main  # noqa: E402
 from collapse_bench.method import Method, MethodParams, ParamError  # noqa: E402
 from collapse_bench.store import ResultStore  # noqa: E402
-from collapse_bench.sweep import run_cell  # noqa: E402
+from collapse_bench.cell import run_cell  # noqa: E402
 from collapse_bench.tune import (Objective, TuneError, apply_best_params, load_best_params,  # noqa: E402
                                  open_storage, tune)
 
@@ -36,6 +36,10 @@ class _Params(MethodParams):
         if self.beta <= 0:
             raise ParamError(f"{NAME}.beta={self.beta} must be > 0")
 
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"beta": trial.suggest_float("beta", 0.2, 1.0)}
+
 
 class TuneTest(Method):
     """Test-only: vanilla VAE whose KL penalty is scaled by beta (registered by tests/test_tune.py)."""
@@ -43,10 +47,6 @@ class TuneTest(Method):
 
     def kl_penalty(self, post):
         return self.params.beta * post.kl()
-
-    @staticmethod
-    def search_space(trial) -> dict:
-        return {"beta": trial.suggest_float("beta", 0.2, 1.0)}
 
 
 def _register() -> None:
@@ -61,10 +61,10 @@ def _registered_while_this_module_runs():
     registry._METHODS.pop(NAME, None)
 
 
-def cell(spec):
+def cell(spec, on_step=None):
     """The trial function handed to Ray workers (which import this module to unpickle it)."""
     _register()
-    return run_cell(spec)
+    return run_cell(spec, on_step)
 
 
 def quiet(msg: str) -> None:
@@ -162,11 +162,11 @@ def test_a_pruned_trial_stops_after_the_reported_epoch(tmp_path):
 def test_interrupted_trials_are_failed_and_replaced_on_resume(tmp_path):
     calls = []
 
-    def interrupt_second(spec):
+    def interrupt_second(spec, on_step=None):
         calls.append(spec.trial_number)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return run_cell(spec)
+        return run_cell(spec, on_step)
 
     with pytest.raises(KeyboardInterrupt):
         run_tune(tmp_path, 2, fn=interrupt_second)

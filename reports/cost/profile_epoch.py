@@ -59,7 +59,7 @@ def ours(corpus, seed: int):
     trainer = Trainer(method, cfg, corpus, seed=seed)
 
     def step(tokens: torch.Tensor) -> None:
-        method.train_step(trainer, Batch(tokens, np.arange(tokens.shape[0])))
+        method.train_step(trainer.ctx, Batch(tokens, np.arange(tokens.shape[0])))
     return step
 
 

@@ -22,7 +22,7 @@ import torch
 from collapse_bench import registry
 from collapse_bench.config import size_config
 from collapse_bench.data import ENV_VAR
-from collapse_bench.sweep import _corpus
+from collapse_bench.cell import load_cell_corpus
 from collapse_bench.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = size_config("study", "short-yelp")
-    corpus = _corpus("short-yelp", args.data_dir, cfg.limits)
+    corpus = load_cell_corpus("short-yelp", args.data_dir, cfg.limits)
 
     def trainer(name: str, **params) -> Trainer:
         cls = registry.get(name)
@@ -59,7 +59,7 @@ def main() -> None:
         m, model = sa.method, sa.model
         parts = {}
         t = time.thread_time()
-        post = m.encode(model, b.tokens)
+        post = m.amortized_posterior(model, b.tokens)
         parts["encoder"] = time.thread_time() - t
         t = time.thread_time()
         saved = m.params

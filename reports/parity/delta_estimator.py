@@ -74,17 +74,14 @@ def recon_under_q(method, model, split, samples: int, batch_size: int) -> np.nda
 def study_cell(dataset: str) -> None:
     """Retrain the study's seed-0 δ-VAE cell of `dataset` (deterministic: its IW-NLL must equal the committed cell's)
     and record where its posterior sits and the estimator's latent-space bias at the study's K and at K = 500."""
-    from collapse_bench.sweep import CellSpec, _corpus
-    from collapse_bench.train import Trainer
+    from collapse_bench.cell import CellSpec, build_trainer
 
     out = RESULTS / "delta_estimator" / f"study__{dataset}__seed0.json"
     spec = CellSpec("delta", dataset, "study", 0, params={"delta": 0.1}, data_dir=str(data_dir()))
     committed = json.loads((HERE.parent / "study" / "results" / f"{spec.cell}.json").read_text())["metrics"]["nll"]
-    method, cfg = spec.make_method(), spec.size_config()
-    torch.set_num_threads(cfg.train.threads)
-    corpus = _corpus(dataset, spec.data_dir, cfg.limits)
-    trainer = Trainer(method, cfg, corpus, seed=spec.seed)
-    trainer.fit()                                       # as sweep.run_cell, which scores right after
+    trainer = build_trainer(spec)
+    method, cfg, corpus = trainer.method, trainer.cfg, trainer.corpus
+    trainer.fit()                                       # as cell.run_cell, which scores right after
     model = trainer.model.eval()
     lines = ev.iw_lines(corpus.test, cfg.eval.iw_sentences)     # evaluate.score's IW-NLL lines
     with torch.no_grad():

@@ -20,6 +20,7 @@ from collapse_bench import registry
 from collapse_bench.config import EvalConfig, ModelConfig, SizeConfig, TrainConfig
 from collapse_bench.data import DataLimits, load_corpus
 from collapse_bench.store import provenance
+from collapse_bench.context import TrainCallback
 from collapse_bench.train import Trainer
 from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, WORK, data_dir, probe_raw_mu,
                     probe_standardised, write_result)
@@ -41,6 +42,27 @@ def build_method(parity_name: str, extra: dict[str, str] | None = None):
     name, params = METHODS[parity_name]["ours"]
     cls = registry.get(name)
     return cls(cls.Params.from_strings(cls.name, {**{k: str(v) for k, v in params.items()}, **(extra or {})}))
+
+
+class EpochClock(TrainCallback):
+    """When each epoch's updates ended (its validation starts)."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def before_validation(self, epoch: int) -> None:
+        self.times.append(time.perf_counter())
+
+
+def fixed_phase_agg(method, epochs: int):
+    """Agg-VAE whose aggressive phase lasts exactly `epochs` epochs (no MI rule), as the original run it is compared
+    with ended its phase."""
+    class FixedPhaseAgg(type(method)):
+        def on_epoch_end(self, ctx, epoch: int, point: dict) -> None:
+            if self.aggressive:
+                self.aggressive_epochs = epoch
+                self.aggressive = epoch < epochs
+    return FixedPhaseAgg(method.params)
 
 
 def score(method, model, corpus, cfg: SizeConfig, dev) -> tuple[dict, float]:
@@ -95,15 +117,9 @@ def main() -> None:
     if BUDGET["train_sentences"] < len(corpus.train):   # a smaller budget: the head of the parity training file
         corpus.train = corpus.train.subset(np.arange(BUDGET["train_sentences"]))
     if a.agg_aggressive_epochs is not None:
-        def stop_after(trainer, epoch, valid, _n=a.agg_aggressive_epochs):
-            if method.aggressive:
-                method.aggressive_epochs = epoch
-                method.aggressive = epoch < _n
-        method.on_epoch_end = stop_after
-    trainer = Trainer(method, cfg, corpus, seed=a.seed)
-    epoch_ends: list[float] = []
-    validate = trainer.validate
-    trainer.validate = lambda: (epoch_ends.append(time.perf_counter()), validate())[1]
+        method = fixed_phase_agg(method, a.agg_aggressive_epochs)
+    epoch_ends = EpochClock()
+    trainer = Trainer(method, cfg, corpus, seed=a.seed, callbacks=[epoch_ends])
     t0 = time.perf_counter()
     timing = trainer.fit()
     train_wall = time.perf_counter() - t0
@@ -115,7 +131,7 @@ def main() -> None:
     record = {"implementation": "ours", "method": a.method, "params": method.params.to_dict(), "seed": a.seed,
               "budget": BUDGET, "config": cfg.to_dict(),
               "metrics": metrics,
-              "timing": {"train_wall_seconds": train_wall, "epoch_seconds": np.diff([t0] + epoch_ends).tolist(),
+              "timing": {"train_wall_seconds": train_wall, "epoch_seconds": np.diff([t0] + epoch_ends.times).tolist(),
                          "eval_seconds": eval_seconds, "threads": a.threads, **timing},
               "curves": trainer.curves, "provenance": provenance(),
               "harness_commit": os.environ.get("PARITY_COMMIT")}
