@@ -3,9 +3,7 @@ from typing import Literal
 
 import torch
 
-from ..config import ModelConfig
 from ..method import Method, MethodParams
-from ..model import TextVAE
 from ..posterior import Gaussian
 from ..registry import register
 from .helpers import Pretrain, pretrain_encoder, require, require_pretrain

@@ -259,6 +259,18 @@ def test_empty_methods_is_refused(tmp_path, capsys):
     assert e.value.code == 2 and "--seeds takes" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "vmf", "--set", "model.nz=1"], "vmf needs model.nz >= 2"),              # was a failed cell
+    (["--methods", "fb", "--set", "fb.mode=kingma", "--set", "fb.groups=5"], "does not divide model.nz"),
+    (["--methods", "vanilla", "--dataset", "shortyelp"], "Did you mean 'short-yelp'"),
+    (["--methods", "vanilla", "--dataset", "short-yelp", "--data-dir", "/nonexistent"], "--data-dir"),
+])
+def test_bad_configurations_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    assert main(["run", *argv, "--size", "smoke", "--no-baseline", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
 def test_report_on_a_missing_or_empty_folder_is_refused(tmp_path, capsys):
     missing = tmp_path / "nope"
     assert main(["report", str(missing)]) == 2

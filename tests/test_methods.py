@@ -20,7 +20,7 @@ from collapse_bench.cli import main as cli_main
 from collapse_bench.data import BOS, UNK
 from collapse_bench.method import ParamError
 from collapse_bench.posterior import Gaussian
-from collapse_bench.cell import CellSpec, build_trainer, corpus_for, run_record
+from collapse_bench.cell import CellSpec, build_trainer, run_record
 from collapse_bench.train import Trainer
 
 DATASET, SIZE, SEED = "synthetic", "smoke", 0
