@@ -1,4 +1,4 @@
-"""Typed, validated run configuration and the three sizes: smoke, default, paper."""
+"""Typed, validated run configuration and the four sizes: smoke, default, study, paper."""
 from __future__ import annotations
 
 import dataclasses

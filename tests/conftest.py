@@ -32,3 +32,14 @@ def ray_session():
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture
+def unreadable_yelp(tmp_path) -> str:
+    """A data folder whose yelp files exist but are empty: the corpus check before a sweep passes, and the cell
+    itself fails reading them (a failure inside a cell, to be recorded)."""
+    from collapse_bench.data.catalog import FILES
+    for rel in FILES["yelp"]:
+        (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / rel).write_text("")
+    return str(tmp_path / "data")

@@ -91,12 +91,13 @@ def test_run_writes_one_complete_result_file_per_cell(smoke_run):
     assert set(by["vanilla"]["probe"]) == {"100"}
 
 
-def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
+def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path, unreadable_yelp):
     good = CellSpec("vanilla", "synthetic", "smoke", 0, overrides=ONE_EPOCH)
-    bad = CellSpec("vanilla", "yelp", "smoke", 0, overrides=ONE_EPOCH, data_dir=str(tmp_path))
+    bad = CellSpec("vanilla", "yelp", "smoke", 0, overrides=ONE_EPOCH, data_dir=unreadable_yelp)
     records = run_sweep([bad, good], tmp_path)
     status = {r["dataset"]: r for r in records}
-    assert status["yelp"]["status"] == "failed" and "yelp.train.txt" in status["yelp"]["error"]["message"]
+    assert status["yelp"]["status"] == "failed" and "vocab.txt: 0 entries" in status["yelp"]["error"]["message"]
+    assert status["yelp"]["error"]["traceback"] and status["yelp"]["label"] == "vanilla"
     assert status["synthetic"]["status"] == "ok"
     # the rerun retries only the failed cell
     ran = []

@@ -398,13 +398,14 @@ def test_page_in_headless_chromium(built: tuple[Path, str], tmp_path: Path) -> N
 
 
 @pytest.mark.browser
-def test_report_from_a_real_smoke_sweep_in_headless_chromium(tmp_path: Path) -> None:
+def test_report_from_a_real_smoke_sweep_in_headless_chromium(tmp_path: Path, unreadable_yelp: str) -> None:
     """A real sweep (two methods, one named like a script, and one failed cell) -> report -> browser."""
     from selenium.webdriver.common.by import By
 
     from collapse_bench import registry
     from collapse_bench.method import Method
-    from collapse_bench.sweep import CellSpec, run_sweep
+    from collapse_bench.cell import CellSpec
+    from collapse_bench.sweep import run_sweep
 
     registry.register(XSS)(type("Hostile", (Method,), {"__doc__": "A method whose name is markup."}))
     try:
@@ -412,7 +413,7 @@ def test_report_from_a_real_smoke_sweep_in_headless_chromium(tmp_path: Path) -> 
         # the hostile method is a vanilla VAE: another seed keeps its NLL distinct (no ties in the sort check)
         specs = [CellSpec(m, "synthetic", "smoke", 0, overrides=one_epoch) for m in ("vanilla", "lm")]
         specs.append(CellSpec(XSS, "synthetic", "smoke", 1, overrides=one_epoch))
-        specs.append(CellSpec("vanilla", "yelp", "smoke", 0, overrides=one_epoch, data_dir=str(tmp_path)))
+        specs.append(CellSpec("vanilla", "yelp", "smoke", 0, overrides=one_epoch, data_dir=unreadable_yelp))
         records = run_sweep(specs, tmp_path / "run")
     finally:
         registry._METHODS.pop(XSS, None)
