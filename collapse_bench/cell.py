@@ -18,6 +18,7 @@ from .config import SizeConfig, size_config
 from .context import TrainCallback
 from .data import Corpus, DataLimits, load_corpus
 from .evaluate import score
+from .fingerprint import code_fingerprint
 from .method import Method
 from .store import CellResult, build_record, now, provenance, safe_name, short_hash
 from .train import Trainer
@@ -102,6 +103,7 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
                         provenance={**provenance(), "started": now()})
     trainer = None
     try:
+        result.provenance["code"] = code_fingerprint(spec.method)
         method = spec.make_method()
         cfg = spec.size_config()
         result.label, result.params = spec.label, method.params.to_dict()

@@ -169,14 +169,29 @@ def cmd_run(args) -> int:
         sections = {k: v for k, v in settings.items() if k in SECTIONS}
         specs += expand_presets(preset_names, datasets, sizes, args.seeds, sections, data_dir=args.data_dir,
                                 device=args.device)
-    return _run_and_report(args, specs, overwrite=args.overwrite, report=not args.no_report)
+    return _run_and_report(args, specs, overwrite=args.overwrite, report=not args.no_report,
+                           keep_stale=args.keep_stale)
 
 
-def _run_and_report(args, specs: list, *, overwrite: bool, report: bool) -> int:
+def _say_stale(specs: list, out: Path, keep_stale: bool) -> None:
+    from .sweep import stale_cells
+    stale = stale_cells(specs, out)
+    if stale:
+        fate = "kept as asked (--keep-stale) and marked stale on the page" if keep_stale else \
+            "so they run again (--keep-stale keeps them, marked stale on the page)"
+        print(f"{len(stale)} finished cell{'s' * (len(stale) != 1)} in {out} came from other code than now, {fate}:",
+              file=sys.stderr)
+        for cell, why in stale.items():
+            print(f"  {cell}: {why}", file=sys.stderr)
+
+
+def _run_and_report(args, specs: list, *, overwrite: bool, report: bool, keep_stale: bool = False) -> int:
     """Run the cells not finished in args.out (progress on stderr), print the tables, build the leaderboard."""
     from .progress import SweepProgress
     from .sweep import pending, run_sweep
-    todo = pending(specs, args.out, overwrite)
+    if not overwrite:
+        _say_stale(specs, args.out, keep_stale)
+    todo = pending(specs, args.out, overwrite, keep_stale)
     threads = max(s.size_config().train.threads for s in specs)
     executor, where = _executor(args, len(todo), threads, auto="process")
     head = f"{len(specs)} cell{'s' * (len(specs) != 1)}: {len(specs) - len(todo)} already done in {args.out}, " \
@@ -186,8 +201,8 @@ def _run_and_report(args, specs: list, *, overwrite: bool, report: bool) -> int:
         with SweepProgress(len(todo)) as progress:
             on_result = _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1)) \
                 if report else progress.finish
-            records = run_sweep(specs, args.out, executor, overwrite=overwrite, on_result=on_result,
-                                on_start=progress.start, on_step=progress.step)
+            records = run_sweep(specs, args.out, executor, overwrite=overwrite, keep_stale=keep_stale,
+                                on_result=on_result, on_start=progress.start, on_step=progress.step)
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; rerun the same command to run what is missing", file=sys.stderr)
         return 130
@@ -326,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_args(r)
     r.add_argument("--overwrite", action="store_true", help="rerun cells that already have a result")
     r.add_argument("--no-report", action="store_true", help="do not build the leaderboard at the end")
+    r.add_argument("--keep-stale", action="store_true",
+                   help="reuse finished cells whose code (the method's or the harness's) has changed since they ran, "
+                        "marked stale on the page (default: run them again)")
     r.add_argument("--no-baseline", action="store_true",
                    help="do not add vanilla (by default every dataset/size/seed/--set also runs vanilla, or reuses its "
                         "finished cell in OUT, and the summary shows each method's difference to it)")

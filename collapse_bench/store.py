@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_open
+from .fileio import atomic_open, atomic_write_text
 
 SCHEMA = 1
 _PACKAGES = ("torch", "numpy", "scikit-learn", "pandas", "ray", "optuna")
@@ -49,9 +49,13 @@ def git_hash() -> str | None:
 
 
 def git_dirty() -> bool | None:
-    """True when tracked files differ from HEAD (the code that ran is not the commit's); None outside git."""
-    out = _git("status", "--porcelain", "--untracked-files=no")
-    return bool(out.stdout.strip()) if out is not None and out.returncode == 0 else None
+    """True when the code that runs is not the commit's: tracked files differ from HEAD, or methods/ holds files git
+    does not track (a new method file is code too); None outside git."""
+    tracked = _git("status", "--porcelain", "--untracked-files=no")
+    if tracked is None or tracked.returncode != 0:
+        return None
+    untracked = _git("status", "--porcelain", "--untracked-files=all", "--", ":(top)methods")
+    return bool(tracked.stdout.strip()) or bool(untracked is not None and untracked.stdout.strip())
 
 
 # Read once, when this process imports the harness: a worker that runs cells for hours records the commit whose
@@ -106,6 +110,16 @@ def build_record(spec, result: CellResult) -> dict:
             "provenance": result.provenance}
 
 
+STALE_FILE = "stale.json"
+
+
+def read_stale_marks(root: str | Path) -> dict[str, str]:
+    try:
+        return json.loads((Path(root) / STALE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 class ResultStore:
     """`root/results/<cell>.json`. Writes go to a temp file in the same folder and are renamed into place,
     so a reader (or a crash) never sees half a file."""
@@ -132,6 +146,17 @@ class ResultStore:
         with atomic_open(path, "w") as f:
             json.dump(record, f, indent=1, default=str, allow_nan=True)
         return path
+
+    def stale_marks(self) -> dict[str, str]:
+        """{cell: why} for results kept although their code has changed (`run --keep-stale`); the page shows them."""
+        return read_stale_marks(self.root)
+
+    def set_stale_marks(self, marks: dict[str, str]) -> None:
+        path = self.root / STALE_FILE
+        if marks:
+            atomic_write_text(path, json.dumps(dict(sorted(marks.items())), indent=1) + "\n")
+        else:
+            path.unlink(missing_ok=True)
 
     def records(self) -> list[dict]:
         out = []

@@ -15,30 +15,49 @@ from .data.catalog import check_name
 from .executor import SerialExecutor
 from .executors.base import CellError
 from .method import Method, convert_value
+from .fingerprint import staleness
 from .store import CellResult, ResultStore, build_record, failed_result
 
 SECTIONS = ("train", "model", "eval", "limits")   # --set SECTION.FIELD; any other prefix names a method
 
 __all__ = ["SECTIONS", "CellSpec", "expand", "expand_presets", "method_settings", "pending", "run_cell",
-           "run_sweep", "section_overrides"]
+           "run_sweep", "section_overrides", "stale_cells"]
 
 
-def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False) -> list[CellSpec]:
-    """The cells a sweep would run (all with `overwrite`, else those without an `ok` result file), dearest first:
-    with one cell per core, longest-first keeps the last core from running alone at the end."""
+def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False,
+            keep_stale: bool = False) -> list[CellSpec]:
+    """The cells a sweep would run (all with `overwrite`, else those without an `ok` result file of the code now,
+    or of any code with `keep_stale`), dearest first: with one cell per core, longest-first keeps the last core
+    from running alone at the end."""
     store = ResultStore(out_dir)
-    todo = [s for s in specs if overwrite or not store.is_done(s.cell)]
+    todo = [s for s in specs if overwrite or not _reusable(store.load(s.cell), s, keep_stale)]
     return sorted(todo, key=lambda s: -s.make_method().cost())    # stable: equal costs keep their order
 
 
+def _reusable(record: dict | None, spec: CellSpec, keep_stale: bool) -> bool:
+    return record is not None and record.get("status") == "ok" and (keep_stale or not staleness(record, spec.method))
+
+
+def stale_cells(specs: Iterable[CellSpec], out_dir: str | Path) -> dict[str, str]:
+    """{cell: why} for the finished cells whose code (the method's or the harness's) differs from the code now."""
+    store = ResultStore(out_dir)
+    found = {}
+    for spec in specs:
+        record = store.load(spec.cell)
+        if record is not None and record.get("status") == "ok" and (why := staleness(record, spec.method)):
+            found[spec.cell] = why
+    return found
+
+
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
-              fn: Callable[..., CellResult] = run_cell, on_result: Callable[[dict], None] | None = None,
-              **events: Callable) -> list[dict]:
+              keep_stale: bool = False, fn: Callable[..., CellResult] = run_cell,
+              on_result: Callable[[dict], None] | None = None, **events: Callable) -> list[dict]:
     """Run every cell not already finished; the driver writes each record the moment it arrives (a cell that
-    could not run at all is recorded as failed). The corpus files of the cells to run are checked first (DataError). `events` (`on_start`, `on_step`) go to the executor's `map`."""
+    could not run at all is recorded as failed). The corpus files of the cells to run are checked first (DataError).
+    A finished cell whose code has changed is rerun, or with `keep_stale` kept and listed in OUT/stale.json. `events` (`on_start`, `on_step`) go to the executor's `map`."""
     store = ResultStore(out_dir)
     specs = list(specs)
-    todo = pending(specs, out_dir, overwrite)
+    todo = pending(specs, out_dir, overwrite, keep_stale)
     for dataset, data_dir in dict.fromkeys((s.dataset, s.data_dir) for s in todo):
         check_dataset(dataset, data_dir)   # a missing corpus is refused before anything runs or is written
 
@@ -56,6 +75,9 @@ def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, 
 
     (executor or SerialExecutor()).map(fn, todo, done, on_failure=failed,
                                        **{k: v for k, v in events.items() if v is not None})
+    cells = {s.cell for s in specs}
+    store.set_stale_marks({**{c: why for c, why in store.stale_marks().items() if c not in cells},
+                           **stale_cells(specs, out_dir)})
     return [r for r in (store.load(s.cell) for s in specs) if r is not None]
 
 

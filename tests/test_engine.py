@@ -1,4 +1,5 @@
 """The engine end to end: registry errors, CLI, result files, resume, failure handling, real corpora."""
+import importlib
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from collapse_bench import registry
 from collapse_bench.cli import main
 from collapse_bench.config import ConfigError, size_config
 from collapse_bench.cell import CellSpec, load_cell_corpus, run_cell, run_record
+from collapse_bench.store import ResultStore
 from collapse_bench.sweep import expand, run_sweep
 
 DATA = Path(os.environ.get("COLLAPSE_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -138,6 +140,68 @@ def test_third_party_methods_register_through_the_entry_point_group(tmp_path, mo
         assert registry.get("plugin-demo").description() == "A third-party method."
     finally:
         registry._METHODS.pop("plugin-demo", None)
+
+
+PLUGIN = ("from collapse_bench.method import Method\nfrom collapse_bench.registry import register\n\n"
+          "@register('stale-demo')\nclass Demo(Method):\n    \"\"\"A plug-in whose code is edited between runs.\"\"\"\n"
+          "    def kl_penalty(self, post):\n        return {scale} * post.kl()\n")
+
+
+def test_a_cell_whose_code_changed_is_stale_and_runs_again_unless_kept(tmp_path, monkeypatch):
+    from collapse_bench import fingerprint
+    from collapse_bench.report import build_report
+    from collapse_bench.sweep import pending, stale_cells
+    src = tmp_path / "pkg" / "cb_stale_demo.py"
+    src.parent.mkdir()
+    src.write_text(PLUGIN.format(scale="1.0"))
+    dist = tmp_path / "pkg" / "cb_stale_demo-2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cb-stale-demo\nVersion: 2.3\n")
+    (dist / "top_level.txt").write_text("cb_stale_demo\n")
+    (dist / "RECORD").write_text("cb_stale_demo.py,,\n")
+    monkeypatch.syspath_prepend(str(src.parent))
+    fingerprint.method_code.cache_clear()
+    try:
+        module = importlib.import_module("cb_stale_demo")
+        specs = [CellSpec("stale-demo", "synthetic", "smoke", 0, overrides=ONE_EPOCH)]
+        (rec,) = run_sweep(specs, tmp_path / "out")
+        code = rec["provenance"]["code"]["method"]
+        assert rec["status"] == "ok" and code["module"] == "cb_stale_demo"
+        assert (code["distribution"], code["version"]) == ("cb-stale-demo", "2.3")     # the plug-in's version
+        assert pending(specs, tmp_path / "out") == [] and stale_cells(specs, tmp_path / "out") == {}
+        src.write_text(PLUGIN.format(scale="0.5"))     # the author edits a constant; a new process reads the file:
+        registry._METHODS.pop("stale-demo")
+        importlib.reload(module)
+        fingerprint.method_code.cache_clear()
+        assert stale_cells(specs, tmp_path / "out") == {specs[0].cell: "the method's code changed"}
+        assert pending(specs, tmp_path / "out") == specs and pending(specs, tmp_path / "out", keep_stale=True) == []
+        run_sweep(specs, tmp_path / "out", keep_stale=True)                 # kept, and marked on the page
+        assert ResultStore(tmp_path / "out").stale_marks() == {specs[0].cell: "the method's code changed"}
+        assert "Stale results" in build_report(tmp_path / "out").read_text()
+        (again,) = run_sweep(specs, tmp_path / "out")                        # run again with the code now
+        assert again["provenance"]["started"] >= rec["provenance"]["started"] and again["metrics"] != rec["metrics"]
+        assert ResultStore(tmp_path / "out").stale_marks() == {} and stale_cells(specs, tmp_path / "out") == {}
+    finally:
+        registry._METHODS.pop("stale-demo", None)
+        fingerprint.method_code.cache_clear()
+
+
+def test_untracked_method_files_make_the_tree_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from collapse_bench import store
+    repo = tmp_path / "repo"
+    (repo / "methods").mkdir(parents=True)
+    (repo / "collapse_bench").mkdir()
+    for cmd in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True)
+    monkeypatch.setattr(store, "_git", lambda *a: subprocess.run(["git", *a], cwd=repo / "collapse_bench",
+                                                                  capture_output=True, text=True))
+    assert store.git_dirty() is False
+    (repo / "notes.txt").write_text("an untracked file elsewhere is not code")
+    assert store.git_dirty() is False
+    (repo / "methods" / "duvae.py").write_text("# a new method, not committed")
+    assert store.git_dirty() is True
 
 
 def test_gradient_clipping_is_joint_over_encoder_and_decoder():

@@ -85,6 +85,14 @@ class Feed:
         except StopIteration:
             return None
 
+    def settle(self, task: Task, result: Any, error: CellError | None, on_result: OnResult,
+               on_failure: OnFailure | None) -> None:
+        """A finished run: its result to `on_result`, or its error to the retry-or-fail decision."""
+        if error is None:
+            on_result(task.spec, result)
+        else:
+            self.fail(task, error, on_failure)
+
     def fail(self, task: Task, error: CellError, on_failure: OnFailure | None) -> None:
         """The one retry-or-fail decision of every executor."""
         if self.policy.should_retry(task.attempt):

@@ -177,11 +177,7 @@ class ProcessExecutor:
                 _drain(events, {key: task for key, task in running.values()}, on_start, on_step)
                 for future in done:
                     task = running.pop(future)[1]
-                    result, error = _outcome(future)
-                    if error is None:
-                        on_result(task.spec, result)
-                    else:
-                        feed.fail(task, error, on_failure)
+                    feed.settle(task, *_outcome(future), on_result, on_failure)
         except BaseException:
             pool.stop()
             raise

@@ -179,11 +179,7 @@ class RayExecutor:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
                 for ref in ready:
                     task = pending.pop(ref)
-                    result, error = _outcome(ref)
-                    if error is None:
-                        on_result(task.spec, result)
-                    else:
-                        feed.fail(task, error, on_failure)
+                    feed.settle(task, *_outcome(ref), on_result, on_failure)
         except BaseException:
             _cancel(pending)             # Ctrl-C, or a callback raised: stop the runs still going
             raise

@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from ..baseline import VANILLA
 from ..fileio import atomic_write_text
+from ..store import read_stale_marks
 from . import findings as fnd
 from . import published
 from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed_key
@@ -107,6 +108,7 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
            "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in loaded.records))
     atomic_write_text(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))
     html = _template().render(info=_info(df, loaded), boards=boards, unreadable=loaded.unreadable,
+                              stale=sorted(read_stale_marks(run_dir).items()),
                               citation=published.CITATION, csv_name=CSV_NAME, jsonl_name=JSONL_NAME, runs_of=_runs)
     atomic_write_text(out, html)
     return out
