@@ -32,6 +32,9 @@ def subsample(split: Split, n: int, seed: int) -> Split:
     return Split([split.sentences[i] for i in idx], None if split.labels is None else split.labels[idx])
 
 
+WARM_UP_BATCHES = 64   # at most this many untimed steps, one per sentence length, before a cell is timed (Trainer._warm_up)
+
+
 class LrHalving:
     """He et al.'s text.py rule: after `decay_patience` epochs whose validation score is worse than the reference
     value (only from `decay_from_epoch` on), halve the lr and reload the best checkpoint ("decay"); the
@@ -175,6 +178,7 @@ class Trainer:
         tc = self.cfg.train
         key = "valid_recon" if self.method.select_on == "recon" else "valid_loss"
         self.model.train()
+        self._warm_up()
         t_start = time.perf_counter()
         self.method.before_training(self.ctx)   # e.g. AE pretraining: counted as training time
         setup_time = time.perf_counter() - t_start
@@ -201,6 +205,31 @@ class Trainer:
                 "seconds_per_step": train_time / max(self.step, 1),
                 "epochs": sum(not c.get("partial") for c in self.curves), "decays": halving.decays,
                 "best_valid": best}
+
+    def _warm_up(self) -> None:
+        """Untimed steps (the method's loss, backward, clipping, an optimiser step; one batch per sentence length)
+        and one validation pass on a throwaway copy of the model, the random state restored after. A process's
+        first training run is otherwise slower in every step than the same run repeated (measured at `smoke`: ~30%;
+        a validation pass beforehand removes most of it, untimed steps alone do not), and vanilla, the baseline, is
+        the first cell of its worker: cheap methods showed time ratios below 1 (0.48x at smoke)."""
+        if not self.train_batches:
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            model = copy.deepcopy(self.model)
+            params = list(model.parameters())
+            opt = (torch.optim.Adam if self.cfg.train.optimizer == "adam" else torch.optim.SGD)(params, lr=self.lr)
+            one_per_length = {b.tokens.shape[1]: b for b in reversed(self.train_batches)}
+            for batch in list(one_per_length.values())[:WARM_UP_BATCHES]:
+                with precision(self.device, self.cfg.train.precision):
+                    loss = self.method.loss(model, batch.to(self.device), 1.0).total
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.train.clip)
+                opt.step()
+            model.eval()
+            with torch.no_grad(), precision(self.device, self.cfg.eval.precision):
+                ev.elbo_terms(self.method, model, self.corpus.valid, self.cfg.eval.batch_size, self.device)
 
     def _train_epoch(self, epoch: int) -> tuple[float, dict]:
         """One pass over the batches in a seeded order; returns its training seconds (curve points inside the
