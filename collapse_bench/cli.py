@@ -1,4 +1,4 @@
-"""Command line: `python -m collapse_bench list | run | tune | study | report`."""
+"""Command line: `python -m collapse_bench list | run | tune | study | check | report`."""
 from __future__ import annotations
 
 import argparse
@@ -291,6 +291,19 @@ def cmd_study(args) -> int:
     return _run_and_report(args, specs, overwrite=False, report=True)
 
 
+def cmd_check(args) -> int:
+    """The contract and the invariant of each named method (plug-ins included), before a sweep."""
+    from .contract import check_method
+    names = [registry.get(m).name for m in _required("check", ",".join(args.methods), "bnvae")]
+    failed = 0
+    for name in names:
+        print(f"{name}:")
+        for o in check_method(name, on_outcome=lambda o: print(f"  [{o.status}] {o.check}: {o.detail}", flush=True)):
+            failed += o.status == "fail"
+    print(f"{failed} check{'s' * (failed != 1)} failed" if failed else "every check passed")
+    return 1 if failed else 0
+
+
 def cmd_report(args) -> int:
     d: Path = args.dir
     if not d.is_dir():
@@ -376,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
     _execution_args(st)
     st.set_defaults(fn=cmd_study)
+
+    ck = sub.add_parser("check", help="check that a method is well formed (contract and invariant) before a sweep",
+                        description="Train each method briefly (smoke size, one epoch, small corpus) and check the "
+                                    "contract every method keeps and the method's own Method.invariant; exit 1 "
+                                    "if any check fails.")
+    ck.add_argument("methods", nargs="+", metavar="METHOD", help="registered names or aliases (plug-ins too)")
+    ck.set_defaults(fn=cmd_check)
 
     rep = sub.add_parser("report", help="build the HTML leaderboard from DIR/results")
     rep.add_argument("dir", type=Path)

@@ -4,14 +4,14 @@ methods never import training code."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from .config import SizeConfig
-    from .data import Batch, Split
+    from .data import Batch, Corpus, Split
     from .model import TextVAE
 
 
@@ -39,6 +39,19 @@ class TrainContext:
     step: int = 0
     epoch: int = 0
     info: dict = field(default_factory=dict)   # what a hook did, for tests and scripts (e.g. AE pretraining)
+
+
+@dataclass
+class TrainedRun:
+    """A finished training run as a method's `invariant` sees it (the contract check builds it): the trained model
+    (eval mode), the run's configuration and corpus, its training batches, and its test-set metrics."""
+
+    method: Any
+    model: "TextVAE"
+    cfg: "SizeConfig"
+    corpus: "Corpus"
+    train_batches: "list[Batch]"
+    metrics: dict
 
 
 class TrainCallback:

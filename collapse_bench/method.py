@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from .config import ModelConfig, SizeConfig, TrainConfig
-from .context import TrainContext
+from .context import TrainContext, TrainedRun
 from .model import PosteriorHead, TextVAE
 from .posterior import Posterior
 
@@ -181,6 +181,12 @@ class Method:
         ctx.optimize(out.total)
         return {"loss": out.total.item(), "rec": out.rec.mean().item(), "kl": out.kl.mean().item(),
                 "kl_weight": w, **out.extra}
+
+    # --- the method's own guarantee ------------------------------------------------------------
+    def invariant(self, run: TrainedRun) -> None:
+        """Raise AssertionError, saying what failed, unless what the method guarantees holds on a trained run (e.g.
+        BN-VAE's KL floor). `python -m collapse_bench check METHOD` and the test suite call it at every size and
+        decoder they train; the default declares nothing."""
 
     def on_epoch_end(self, ctx: TrainContext, epoch: int, point: dict[str, float]) -> None:
         """After each epoch's validation, before lr decay / early stopping. `point` is the epoch's curve point

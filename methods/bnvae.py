@@ -1,3 +1,4 @@
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -69,3 +70,16 @@ class BNVAE(Method):
 
     def before_training(self, ctx) -> None:
         pretrain_encoder(ctx, self.params.pretrain)
+
+    def invariant(self, run) -> None:
+        """On every training batch, with BN on batch statistics: batch-mean KL >= sum_j (γ² v_j/(v_j+eps) + β_j²)/2,
+        v_j the raw means' batch variance (the paper's nz(γ²+β²)/2 while v_j >> eps)."""
+        model = copy.deepcopy(run.model).train()       # batch statistics; the copy's running stats absorb them
+        bn = model.head.bn
+        with torch.no_grad():
+            for batch in run.train_batches:
+                raw_mu = model.head.linear(model.encoder(batch.tokens)).chunk(2, -1)[0]
+                v = raw_mu.var(0, unbiased=False)
+                floor = 0.5 * float((bn.weight.pow(2) * v / (v + bn.eps) + bn.bias.pow(2)).sum())
+                kl = float(model.posterior(batch.tokens).kl().mean())
+                assert kl >= floor * (1 - 1e-4), f"batch-mean KL {kl:.4f} is below the BN floor {floor:.4f}"

@@ -72,3 +72,11 @@ class DeltaVAE(Method):
 
     def before_training(self, ctx) -> None:
         pretrain_encoder(ctx, self.params.pretrain)
+
+    def invariant(self, run) -> None:
+        """Every sentence's KL is at least δ in every dimension (so at least nz·δ), whatever the encoder learned."""
+        run.model.eval()
+        with torch.no_grad():
+            for batch in run.train_batches:
+                low = float(run.model.posterior(batch.tokens).kl_per_dim().min())
+                assert low >= self.params.delta - 1e-5, f"a dimension's KL {low:.6f} is below δ = {self.params.delta}"

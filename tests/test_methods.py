@@ -21,6 +21,7 @@ from collapse_bench.data import BOS, UNK
 from collapse_bench.method import ParamError
 from collapse_bench.posterior import Gaussian
 from collapse_bench.cell import CellSpec, build_trainer, run_record
+from collapse_bench.context import TrainedRun
 from collapse_bench.train import Trainer
 
 DATASET, SIZE, SEED = "synthetic", "smoke", 0
@@ -146,6 +147,14 @@ def test_checkpoint_round_trip(name, trained):
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}: {key}")
     assert not np.array_equal(before["rec"], want["rec"]), "loading the checkpoint changed nothing"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_the_method_invariant_holds_on_its_trained_run(name, trained):
+    """Each method's own `invariant` (a no-op where none is declared) on the contract suite's run, BN methods with
+    their paper's optimiser."""
+    t = trained(name, train=PAPER_OPTIMISER) if name.startswith("bnvae") else trained(name)
+    t.method.invariant(TrainedRun(t.method, t.model, t.cfg, t.corpus, t.trainer.train_batches, t.metrics))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,181 @@
+"""The contract every method keeps, checkable on one method before a sweep: `python -m collapse_bench check NAME`
+(benchopt's `benchopt test` is the model). Built-in methods and plug-ins alike: registered with a description,
+valid typed defaults and search space, accepted at every size, trains to finite metrics moving both encoder and
+decoder, reproducible for a seed, survives a checkpoint, and its own `Method.invariant` holds on the trained run."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import typing
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import evaluate as ev
+from . import registry
+from .cell import CellSpec, build_trainer
+from .config import SIZES, size_config
+from .context import TrainedRun
+from .method import Method
+
+CHECK_OVERRIDES = {"train": {"epochs": 1}, "eval": {"probe_repeats": 1},
+                   "limits": {"max_train": 400, "max_valid": 100, "max_test": 100}}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    check: str
+    status: str          # pass | fail | skip
+    detail: str = ""
+
+
+@dataclass
+class _Trained:
+    run: TrainedRun
+    before: dict[str, torch.Tensor]
+
+
+def _train(name: str, dataset: str, seed: int = 0) -> _Trained:
+    trainer = build_trainer(CellSpec(name, dataset, "smoke", seed, registry.get(name).Params().to_dict(),
+                                     overrides=CHECK_OVERRIDES))
+    before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    metrics = ev.score(trainer.method, trainer.model, trainer.corpus, trainer.cfg.eval, trainer.device, seed)
+    run = TrainedRun(trainer.method, trainer.model, trainer.cfg, trainer.corpus, trainer.train_batches, metrics)
+    return _Trained(run, before)
+
+
+def check_registered(name: str) -> str:
+    cls = registry.get(name)
+    assert issubclass(cls, Method), f"{cls!r} is not a Method"
+    assert len(cls.description()) >= 20, "give the class a one-line docstring saying what the method does " \
+                                         "(its paper, its change), shown by `list`"
+    return cls.description()
+
+
+def check_params(name: str) -> str:
+    cls = registry.get(name)
+    defaults = cls.Params()
+    hints = typing.get_type_hints(cls.Params)
+    fields = [f.name for f in dataclasses.fields(cls.Params)]
+    untyped = [f for f in fields if f not in hints]
+    assert not untyped, f"Params fields without a type: {untyped}"
+    again = cls.Params.from_strings(name, {k: str(v) for k, v in defaults.to_dict().items()})
+    assert again == defaults, f"the defaults do not survive --set as strings: {again} != {defaults}"
+    return f"{len(fields)} typed field(s), defaults valid"
+
+
+def check_search_space(name: str) -> str:
+    cls = registry.get(name)
+    try:
+        import optuna
+    except ImportError:
+        return "skip: Optuna is not installed (pip install 'collapse-bench[tune]')"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    space = cls.Params.search_space(trial)
+    if not space:
+        return "skip: nothing to tune (Params.search_space returns {})"
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    assert set(space) <= fields, f"search space names {sorted(set(space) - fields)}, not Params fields"
+    cls.Params(**{**cls.Params().to_dict(), **space})
+    return f"suggests {', '.join(sorted(space))}; a draw is valid"
+
+
+def check_sizes(name: str, dataset: str) -> str:
+    method = registry.get(name)()
+    for size in SIZES:
+        method.check_config(size_config(size, dataset))
+    return f"accepted at {', '.join(SIZES)}"
+
+
+def check_trains(t: _Trained) -> str:
+    m, run = t.run.metrics, t.run
+    bad = [k for k in ("nll", "ppl", "elbo", "recon", "kl", "mi") if not math.isfinite(m[k])]
+    assert not bad, f"non-finite metrics {bad}"
+    assert 0 <= m["au"] <= run.cfg.model.nz, f"AU {m['au']} outside [0, nz]"
+    after = run.model.state_dict()
+    moved = {k.split(".")[0] for k, v in t.before.items() if v.is_floating_point() and not torch.equal(v, after[k])}
+    parts = {"encoder", "decoder"} if run.model.has_latent else {"decoder"}
+    assert parts <= moved, f"training never changed the {' and '.join(sorted(parts - moved))}"
+    return f"NLL {m['nll']:.2f}, KL {m['kl']:.2f}, AU {m['au']}; {' and '.join(sorted(parts))} trained"
+
+
+def check_deterministic(t: _Trained, name: str, dataset: str) -> str:
+    again = _train(name, dataset).run.metrics
+    diff = [k for k in ("nll", "elbo", "kl", "mi", "au") if again[k] != t.run.metrics[k]]
+    assert not diff, f"a second run with the same seed differs in {diff}: draw randomness from torch's seeded " \
+                     f"generators or ctx.rng, not from an unseeded source"
+    return "a second run with the same seed gives identical metrics"
+
+
+def check_checkpoint(t: _Trained) -> str:
+    run = t.run
+    buf = io.BytesIO()
+    torch.save(run.model.state_dict(), buf)
+    buf.seek(0)
+    fresh = run.method.build_model(run.cfg.model, len(run.corpus.vocab))
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+
+    def terms(model):
+        model.eval()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return ev.elbo_terms(run.method, model, run.corpus.valid, 32, "cpu")
+    assert all(np.array_equal(a, b) for a, b in zip(terms(run.model), terms(fresh))), \
+        "a model rebuilt from its state_dict scores differently: keep every learned tensor in a registered " \
+        "parameter or buffer"
+    return "state_dict round trip reproduces the validation ELBO"
+
+
+def check_invariant(t: _Trained) -> str:
+    method = t.run.method
+    if type(method).invariant is Method.invariant:
+        return "skip: no invariant declared (override Method.invariant to check what the method guarantees)"
+    method.invariant(t.run)
+    return "Method.invariant holds on the trained run"
+
+
+def check_method(name: str, dataset: str = "synthetic", on_outcome: Callable[[Outcome], None] | None = None
+                 ) -> list[Outcome]:
+    """Run every check on `name` (smoke size, one epoch on a small corpus); each failure says what to fix."""
+    name = registry.get(name).name
+    outcomes: list[Outcome] = []
+    trained: list[_Trained] = []
+    steps = [("registered", lambda: check_registered(name)), ("params", lambda: check_params(name)),
+             ("search space", lambda: check_search_space(name)), ("sizes", lambda: check_sizes(name, dataset)),
+             ("trains", lambda: check_trains(_first(trained, name, dataset))),
+             ("deterministic", lambda: check_deterministic(_first(trained, name, dataset), name, dataset)),
+             ("checkpoint", lambda: check_checkpoint(_first(trained, name, dataset))),
+             ("invariant", lambda: check_invariant(_first(trained, name, dataset)))]
+    for check, fn in steps:
+        outcome = _outcome(check, fn)
+        outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+    return outcomes
+
+
+def _first(trained: list, name: str, dataset: str) -> _Trained:
+    """The run the checks share, trained once (a failure to train is reported by each check that needs it)."""
+    if not trained:
+        try:
+            trained.append(_train(name, dataset))
+        except Exception as e:  # noqa: BLE001
+            trained.append(e)
+    if isinstance(trained[0], Exception):
+        raise trained[0]
+    return trained[0]
+
+
+def _outcome(check: str, fn: Callable[[], str]) -> Outcome:
+    try:
+        detail = fn()
+    except Exception as e:  # noqa: BLE001 - every failure is reported, the other checks still run
+        return Outcome(check, "fail", f"{type(e).__name__}: {e}")
+    if detail.startswith("skip: "):
+        return Outcome(check, "skip", detail.removeprefix("skip: "))
+    return Outcome(check, "pass", detail)
