@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 BOUND = 1.25        # a ratio of identical work, within this factor of 1 either way
 
 SCRIPT = textwrap.dedent("""
@@ -36,6 +38,7 @@ def _seconds_per_step(order: list[str]) -> dict[str, float]:
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
 
 
+@pytest.mark.timed
 def test_identical_methods_take_the_same_time_whichever_runs_first(mode, summary):
     ratios = []
     for order in (["vanilla", "vanilla-twin"], ["vanilla-twin", "vanilla"]):

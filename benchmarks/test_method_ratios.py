@@ -122,6 +122,7 @@ def bench():
     torch.set_num_threads(before)
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("entry", _entries())
 def test_step_time_ratio_to_vanilla(entry, bench, benchmark, mode, summary):
     rounds, warmup = rounds_for(entry, mode)

@@ -70,13 +70,14 @@ def _ray_against_serial(specs: list[CellSpec], benchmark, tmp_path: Path, summar
 @pytest.mark.slow
 def test_ray_sweep_of_four_default_cells_against_serial(benchmark, tmp_path, mode, summary):
     if mode != "full":
-        pytest.skip("full timing run only: 4 default cells take minutes (the smoke-cell test runs the code path)")
+        pytest.skip("full timing run only: 4 default cells take minutes (Ray sweeps are tested in tests/test_executor_contract.py)")
     if local_cpus() < 2:
         pytest.skip("needs 2 CPUs")
     ratio = _ray_against_serial(SPECS["default"], benchmark, tmp_path, summary)
     assert ratio <= MAX_RATIO, f"the Ray sweep of 4 default cells took {ratio:.2f} x the serial time"
 
 
+@pytest.mark.timed
 @pytest.mark.ray
 def test_ray_sweep_of_four_smoke_cells_against_serial(benchmark, tmp_path, mode, summary):
     """Information: with cells of seconds, Ray's start and the workers' imports decide the ratio."""
@@ -91,7 +92,7 @@ def test_ray_sweep_on_a_warm_ray_against_a_warm_driver(benchmark, tmp_path, mode
     against a driver that has done the same: the parallel efficiency without the fixed start-up costs (which the
     cold tests include, as the issue asks)."""
     if mode != "full":
-        pytest.skip("information, full timing run only (the cold smoke-cell test runs the code path)")
+        pytest.skip("information, full timing run only (Ray sweeps are tested in tests/test_executor_contract.py)")
     ray = pytest.importorskip("ray")
     from collapse_bench.executor import RayExecutor
     if ray.is_initialized():

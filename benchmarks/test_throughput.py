@@ -59,6 +59,7 @@ def _report(benchmark, summary: Callable[[str], None], name: str, info: dict[str
         warnings.warn(f"{name}: timed on the {info['source']}")
 
 
+@pytest.mark.timed
 def test_training_throughput_on_real_batches(benchmark, mode, summary):
     info = against_limit(training_work(BATCHES[mode]), warmup=2, runner=benchmark.pedantic)
     _report(benchmark, summary, "training", info, FLOOR["training"])
@@ -66,6 +67,7 @@ def test_training_throughput_on_real_batches(benchmark, mode, summary):
         assert info["fraction_cpu"] >= FLOOR["training"], f"training at {info['fraction_cpu']:.2f} of the matmul limit"
 
 
+@pytest.mark.timed
 def test_iw_nll_throughput_on_real_sentences(benchmark, mode, summary):
     info = against_limit(iw_work(SENTENCES[mode], SAMPLES[mode]), warmup=1, runner=benchmark.pedantic)
     info["samples"] = SAMPLES[mode]
