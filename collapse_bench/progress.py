@@ -23,8 +23,11 @@ def cell_line(record: dict, seconds: float | None = None) -> str:
     if record.get("status") == "ok":
         probe = m.get("probe") or {}
         first = min(probe, key=int) if probe else None
-        body = (f"NLL {_num(m.get('nll'), '.2f')}  KL {_num(m.get('kl'), '.2f')}  MI {_num(m.get('mi'), '.2f')}  "
-                f"AU {_num(m.get('au'), 'd')}" + (f"  probe@{first} {probe[first]['mean']:.3f}" if first else ""))
+        latent = m.get("has_latent", True)          # a model without z (the LM) has no KL, MI or AU: '–', as the table
+        kl, mi, au = ((_num(m.get("kl"), ".2f"), _num(m.get("mi"), ".2f"), _num(m.get("au"), "d")) if latent
+                      else ("–", "–", "–"))
+        body = (f"NLL {_num(m.get('nll'), '.2f')}  KL {kl}  MI {mi}  AU {au}"
+                + (f"  probe@{first} {probe[first]['mean']:.3f}" if first else ""))
     else:
         err = record.get("error") or {}
         body = f"{err.get('type', 'error')}: {str(err.get('message', '')).strip().splitlines()[0] if err.get('message') else ''}"

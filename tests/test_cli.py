@@ -226,6 +226,8 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere():
            "error": {"type": "DataError", "message": "no yelp.train.txt\nmore"}}
     assert cell_line(ok) == "[ok] fb synthetic/smoke seed0  NLL 57.25  KL 2.50  MI 0.10  AU 3  probe@100 0.400  4.5 s"
     assert cell_line(bad) == "[failed] fb yelp/smoke seed1  DataError: no yelp.train.txt"
+    lm = {**ok, "label": "lm", "metrics": {"nll": 50.0, "kl": 0.0, "mi": 0.0, "au": 0, "probe": {}, "has_latent": False}}
+    assert cell_line(lm).startswith("[ok] lm synthetic/smoke seed0  NLL 50.00  KL –  MI –  AU –  ")   # as the table
 
     plain = io.StringIO()
     with SweepProgress(2, stream=plain, tty=False) as p:
