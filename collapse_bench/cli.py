@@ -71,7 +71,10 @@ def _run_settings(args) -> dict[str, dict[str, str]]:
 
 
 def cmd_list(args) -> int:
-    from . import presets
+    from . import describe, presets
+    if args.method:
+        print(describe.describe(args.method))
+        return 0
     if args.presets:
         for p in presets.PRESETS.values():
             recipe = ", ".join(f"{sec}.{k}={v}" for sec, vals in p.size_overrides().items() for k, v in vals.items())
@@ -79,6 +82,7 @@ def cmd_list(args) -> int:
             print(f"{p.name:14s} {p.method}({params}) — {p.source}")
             print(f"{'':14s} recipe: {recipe}")
             print(f"{'':14s} reproduces: {'; '.join(p.rows)}" + (f" ({p.note})" if p.note else ""))
+        print("\n" + "\n".join(describe.tag_legend()))
         return 0
     for name in registry.names():
         cls = registry.get(name)
@@ -87,13 +91,13 @@ def cmd_list(args) -> int:
         print(f"{name:14s} {cls.description()}{alias}")
         if params:
             print(f"{'':14s} params: {params}")
-        defaults = cls.Params().to_dict()
-        rows = [f"{'; '.join(p.rows)} (run it with --presets {p.name})" for p in presets.PRESETS.values()
-                if p.method == name and p.method_params() == defaults]
-        if rows:
+        if rows := describe.default_rows(name):
             print(f"{'':14s} its defaults are the paper's: {' | '.join(rows)}")
     for origin, why in registry.unavailable().items():
         print(f"unavailable: {origin}: {why}")
+    print("\n" + "\n".join(describe.tag_legend()))
+    print("One method in full (its paper, each parameter's type, range and meaning, its search space and cost): "
+          "python -m collapse_bench list METHOD")
     return 0
 
 
@@ -311,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m collapse_bench",
                                 description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
     sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="methods with descriptions and hyperparameters")
+    ls = sub.add_parser("list", help="methods with descriptions and hyperparameters; `list METHOD` for one in full")
+    ls.add_argument("method", nargs="?", default=None,
+                    help="one method (or alias): its paper, what it does, each parameter's type, default, range and "
+                         "meaning, its search space, its cost relative to vanilla and the paper rows it reproduces")
     ls.add_argument("--presets", action="store_true", help="the named paper configurations and the rows they reproduce")
     ls.set_defaults(fn=cmd_list)
 

@@ -26,6 +26,15 @@ class ParamError(ValueError):
     pass
 
 
+def param(default: Any, meaning: str, *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None) -> Any:
+    """A MethodParams field with its meaning (what `list METHOD` prints, in the method's own words) and, for a
+    number, the range its `validate` accepts (ge/gt/le/lt; tests/test_methods.py checks that the two agree):
+    `gamma: float = param(0.6, "the fixed BN weight on mu", gt=0)`."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(default=default, metadata={"help": meaning, **bounds})
+
+
 @dataclass(frozen=True)
 class MethodParams:
     """Hyperparameters of a method. Subclasses add typed fields and override `validate`."""

@@ -356,3 +356,56 @@ def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_p
 def test_study_refuses_settings_that_would_change_it(tmp_path, capsys):
     assert main(["study", "--out", str(tmp_path / "s"), "--set", "train.epochs=1"]) == 2
     assert "configuration is fixed" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+# --- list METHOD (issue 19, point 3) -------------------------------------------------------------------------
+def test_list_method_shows_paper_parameters_search_space_cost_and_paper_row(capsys):
+    assert main(["list", "bnvae"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "bnvae (aliases: bn-vae)" and "  paper:        Zhu et al. 2020" in lines
+    assert "what it does: batch norm on mu" in out
+    assert "    gamma     float, default 0.6, allowed: > 0" in lines                         # type, default, range
+    assert "γ, BN's weight on mu, fixed (no gradient)" in out                                # its meaning
+    assert "    pretrain  str, default 'none', allowed: 'none' | 'ae'" in lines
+    assert "tune --method bnvae" in out and "    gamma  float in [0.3, 1]" in lines         # Params.search_space
+    assert "cost:         about 1× vanilla's training time" in out and "2× with\n" in out   # Method.cost()
+    assert "its defaults reproduce lm: BN-VAE (0.6) *; time: BN-VAE (run it with --presets bnvae-0.6)" in out
+    assert "bnvae-0.7 (gamma=0.7): lm: BN-VAE (0.7) *" in out and "`*` a row the BN-VAE authors ran" in out
+    assert main(["list", "bn-vae"]) == 0 and capsys.readouterr().out == out                # alias; deterministic
+    assert main(["list", "fb"]) == 0
+    fb = capsys.readouterr().out
+    assert "about 2× vanilla's training time with its defaults" in fb and "groups    int, default 0" in fb
+    assert "Kingma et al. 2016" in fb and "--presets ae-fb-4" in fb
+
+
+def test_list_unknown_method_suggests_one_and_exits_2(capsys):
+    assert main(["list", "fbb"]) == 2
+    cap = capsys.readouterr()
+    assert "unknown method 'fbb'. Did you mean 'fb'?" in cap.err and cap.out == ""
+
+
+def test_every_registered_method_says_what_each_parameter_means(capsys):
+    """Every Params field of every registered method (plug-ins and test methods too) declares its meaning with
+    `method.param(default, meaning)`; `list METHOD` prints it, and the built-ins name their paper."""
+    from collapse_bench import describe, registry
+    for name in registry.names():
+        cls = registry.get(name)
+        for doc in describe.param_docs(cls):
+            assert len(doc.meaning) > 10, f"{name}.{doc.name} has no meaning: declare it with param(default, meaning)"
+        assert main(["list", name]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(" ".join(d.meaning.split()) in out for d in describe.param_docs(cls)), name
+        if cls.__module__.startswith("collapse_bench.methods."):
+            assert "none named" not in describe.paper(cls), f"{name}'s first docstring line names no paper"
+
+
+def test_plain_list_explains_its_tags(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ae ")                                 # the methods first, then what their tags mean
+    tail = out.rsplit("\n\n", 1)[1]
+    assert "python -m collapse_bench list METHOD" in tail
+    for tag in ("`lm:` its language-modelling table", "`classification:` its", "`time:` its training-time table",
+                "`*` a row the BN-VAE authors ran themselves"):
+        assert tag in " ".join(tail.split()), tag
