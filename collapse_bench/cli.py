@@ -129,10 +129,10 @@ def _columns(rows: list[tuple[str, ...]]) -> str:
 def baseline_table(records: list[dict]) -> str:
     """Each non-vanilla method's mean paired difference to vanilla (the report's pairing: same dataset, size with
     its --set overrides, and seed) and its training-time ratio; '' when the records hold no such method."""
-    from .report.load import frame, probe_key
+    from .report.load import distinct_labels, frame, probe_key
     from .registry import VANILLA
     from .report.stats import add_time_ratio, add_vanilla_deltas
-    df = add_vanilla_deltas(add_time_ratio(frame(records)))
+    df = add_vanilla_deltas(add_time_ratio(frame(distinct_labels(records))))
     ok = df[(df["status"] == "ok") & (df["method"] != VANILLA)]
     if ok.empty:
         return ""

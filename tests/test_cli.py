@@ -409,3 +409,48 @@ def test_plain_list_explains_its_tags(capsys):
     for tag in ("`lm:` its language-modelling table", "`classification:` its", "`time:` its training-time table",
                 "`*` a row the BN-VAE authors ran themselves"):
         assert tag in " ".join(tail.split()), tag
+
+
+# --- tuned floats shown rounded, run exact (point 5) ---------------------------------------------------------
+def test_tuned_floats_are_rounded_in_labels_and_file_names_but_run_exact():
+    from collapse_bench.store import build_record, failed_result
+    tuned = CellSpec("bnvae", "synthetic", "smoke", 0, {"gamma": 0.7219343632501507, "pretrain": "none"})
+    near = CellSpec("bnvae", "synthetic", "smoke", 0, {"gamma": 0.72189, "pretrain": "none"})
+    assert tuned.label == near.label == "bnvae(gamma=0.7219, pretrain=none)"
+    assert tuned.cell.startswith("bnvae-gamma=0.7219-pretrain=none-") and "7219343" not in tuned.cell
+    assert tuned.cell != near.cell                                     # two tuned values never share a file
+    assert tuned.make_method().params.gamma == 0.7219343632501507      # the run uses the exact value
+    record = build_record(tuned, failed_result(tuned, {"type": "E", "message": "x"}))
+    assert record["label"] == tuned.label and record["params"]["gamma"] == 0.7219343632501507
+    plain = CellSpec("bnvae", "synthetic", "smoke", 0, {"gamma": 0.6, "pretrain": "none"})
+    assert plain.label == "bnvae(gamma=0.6, pretrain=none)"           # hand-set values keep their form
+
+
+def test_committed_study_keeps_its_file_names():
+    from collapse_bench import registry
+    from collapse_bench.config import STUDY_DATASETS, STUDY_SEEDS
+    from collapse_bench.sweep import expand
+    committed = {p.stem for p in (Path(__file__).resolve().parents[1] / "reports/study/results").glob("*.json")}
+    cells = {s.cell for s in expand(registry.names(), list(STUDY_DATASETS), ["study"], list(STUDY_SEEDS))}
+    assert committed and committed <= cells
+
+
+def test_report_never_pools_two_configurations_with_one_rounded_label():
+    from collapse_bench.report.load import frame, distinct_labels
+    a, b = rec("bnvae", 0, 30.0, 1.0), rec("bnvae", 0, 31.0, 1.0)
+    a.update(label="bnvae(gamma=0.7219)", params={"gamma": 0.7219343632501507}, cell="a")
+    b.update(label="bnvae(gamma=0.7219)", params={"gamma": 0.72189}, cell="b")
+    same = rec("vanilla", 1, 30.0, 1.0)
+    labels = sorted(frame(distinct_labels([a, b, same, dict(same, seed=2)]))["label"])
+    assert labels == ["bnvae(gamma=0.72189)", "bnvae(gamma=0.7219343632501507)", "vanilla", "vanilla"]
+
+
+def test_params_from_says_which_methods_had_no_tuned_file(tmp_path):
+    from collapse_bench.tune import apply_best_params
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "b.best.json").write_text(json.dumps({"method": "bnvae", "params": {"gamma": 0.71}}))
+    said: list[str] = []
+    settings = apply_best_params({}, tmp_path, ["bn-vae", "fb"], log=said.append)
+    assert settings == {"bnvae": {"gamma": 0.71}}
+    assert said == ["params-from: bnvae gamma=0.71",
+                    f"params-from: no tuned parameters for fb in {tmp_path}; it keeps its defaults"]
