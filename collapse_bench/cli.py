@@ -187,7 +187,7 @@ def _run_and_report(args, specs: list, *, overwrite: bool, report: bool) -> int:
            f"{len(todo)} to run"
     print(f"{head} {where}" if todo else head, file=sys.stderr)
     try:
-        with SweepProgress(len(todo)) as progress:
+        with SweepProgress(len(todo), out=args.out) as progress:
             on_result = _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1)) \
                 if report else progress.finish
             records = run_sweep(specs, args.out, executor, overwrite=overwrite, on_result=on_result,

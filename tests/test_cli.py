@@ -454,3 +454,29 @@ def test_params_from_says_which_methods_had_no_tuned_file(tmp_path):
     assert settings == {"bnvae": {"gamma": 0.71}}
     assert said == ["params-from: bnvae gamma=0.71",
                     f"params-from: no tuned parameters for fb in {tmp_path}; it keeps its defaults"]
+
+
+# --- a failed cell points at its record (point 6) ------------------------------------------------------------
+def test_a_failed_cells_line_says_where_its_traceback_is(tmp_path, capsys, monkeypatch):
+    from collapse_bench import sweep
+    from collapse_bench.store import failed_result
+    spec = CellSpec("fb", "yelp", "smoke", 1)
+    bad = {"cell": spec.cell, "label": "fb", "dataset": "yelp", "size": "smoke", "seed": 1, "status": "failed",
+           "error": {"type": "DataError", "message": "no yelp.train.txt\nmore", "traceback": "Traceback ..."}}
+    where = tmp_path / "results" / f"{spec.cell}.json"
+    assert cell_line(bad, record_path=where) == f"[failed] fb yelp/smoke seed1  DataError: no yelp.train.txt  " \
+                                                f"(traceback in {where})"
+    plain = io.StringIO()
+    with SweepProgress(1, out=tmp_path, stream=plain, tty=False) as p:
+        p.finish(bad)
+    assert f"(traceback in {where})" in plain.getvalue()
+
+    def boom(spec, on_step=None):                   # every cell fails inside, as a real failure is recorded
+        return failed_result(spec, {"type": "RuntimeError", "message": "boom", "traceback": "Traceback: boom"})
+    real = sweep.run_sweep
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: real(*a, fn=boom, **k))
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "vanilla", *FAST, "--out", str(out), "--no-report"]) == 1
+    (path,) = (out / "results").glob("*.json")
+    assert "[failed] vanilla" in (err := capsys.readouterr().err) and f"(traceback in {path})" in err
+    assert json.loads(path.read_text())["error"]["traceback"] == "Traceback: boom"
