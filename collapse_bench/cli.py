@@ -311,10 +311,7 @@ def _execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=0, help="retries of a cell whose worker died")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m collapse_bench",
-                                description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _list_parser(sub: "argparse._SubParsersAction") -> None:
     ls = sub.add_parser("list", help="methods with descriptions and hyperparameters; `list METHOD` for one in full")
     ls.add_argument("method", nargs="?", default=None,
                     help="one method (or alias): its paper, what it does, each parameter's type, default, range and "
@@ -322,14 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--presets", action="store_true", help="the named paper configurations and the rows they reproduce")
     ls.set_defaults(fn=cmd_list)
 
+
+def _run_parser(sub: "argparse._SubParsersAction") -> None:
     r = sub.add_parser("run", help="train and score methods × datasets × seeds")
     r.add_argument("--methods", default=None, help="comma-separated method names (see `list`; default vanilla)")
     r.add_argument("--presets", default=None, metavar="NAMES",
                    help="comma-separated paper configurations, e.g. bnvae-0.7,ae-fb-4 (see `list --presets`)")
     r.add_argument("--dataset", default="synthetic", help=f"comma-separated, from {', '.join(DATASETS)}")
     r.add_argument("--size", default="default", help=f"comma-separated, from {', '.join(SIZES)}")
-    r.add_argument("--seeds", type=_seeds, default=[0])
-    r.add_argument("--out", default="runs/latest", type=Path)
+    r.add_argument("--seeds", type=_seeds, default=[0], metavar="0,1,2",
+                   help="comma-separated run seeds: each method × dataset × size runs once per seed (default: 0)")
+    r.add_argument("--out", default="runs/latest", type=Path, metavar="OUT",
+                   help="folder of the run: one result per cell in OUT/results/, the leaderboard OUT/leaderboard.html; "
+                        "its finished cells are reused (default: runs/latest)")
     _execution_args(r)
     r.add_argument("--overwrite", action="store_true", help="rerun cells that already have a result")
     r.add_argument("--no-report", action="store_true", help="do not build the leaderboard at the end")
@@ -341,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set still overrides them")
     r.set_defaults(fn=cmd_run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m collapse_bench",
+                                description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _list_parser(sub)
+    _run_parser(sub)
+
     t = sub.add_parser("tune", help="Optuna study over a method's search space (resumable)")
     t.add_argument("--method", required=True, help="method to tune (see `list`)")
     t.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASETS)}")
@@ -349,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/latest", type=Path,
                    help="study, best params and history go to OUT/tune/, each trial's result to OUT/results/")
     t.add_argument("--objective", default="nll",
-                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised)")
+                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised); "
+                        "default: nll, the test IW-NLL")
     t.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna RDB URL (e.g. postgresql://... shared by a cluster); default: OUT/tune/<study>.journal")
     t.add_argument("--study", default=None, help="study name (default: from method, dataset, size, objective, seed)")
@@ -373,8 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _unrecognized(args: argparse.Namespace, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments", naming the fix where a --set value was written with a space."""
+    spaced = [item for item in getattr(args, "set", []) if "=" not in item]
+    if spaced and extra and not extra[0].startswith("-"):
+        return (f"--set {spaced[0]} {extra[0]}: write the value after '=' with no space: --set {spaced[0]}={extra[0]} "
+                f"(--set METHOD.PARAM=VALUE or SECTION.FIELD=VALUE)")
+    return f"unrecognized arguments: {' '.join(extra)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(_unrecognized(args, extra))     # exits 2
     try:
         return args.fn(args)
     except (UnknownMethodError, UnknownPresetError, ConfigError, ParamError, DataError, ValueError) as e:

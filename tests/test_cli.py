@@ -480,3 +480,35 @@ def test_a_failed_cells_line_says_where_its_traceback_is(tmp_path, capsys, monke
     (path,) = (out / "results").glob("*.json")
     assert "[failed] vanilla" in (err := capsys.readouterr().err) and f"(traceback in {path})" in err
     assert json.loads(path.read_text())["error"]["traceback"] == "Traceback: boom"
+
+
+# --- help and --set mistakes (point 9) -----------------------------------------------------------------------
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_gives_the_seeds_out_and_objective_defaults(capsys):
+    run = _help(["run", "--help"], capsys)
+    assert "--seeds 0,1,2 comma-separated run seeds" in run and "(default: 0)" in run
+    assert "--out OUT folder of the run" in run and "(default: runs/latest)" in run
+    assert "default: nll, the test IW-NLL" in _help(["tune", "--help"], capsys)
+
+
+def test_set_with_a_space_instead_of_equals_names_the_fix(tmp_path, capsys):
+    out = tmp_path / "r"
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--methods", "bnvae", "--set", "bnvae.gamma", "0.7", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--set bnvae.gamma 0.7: write the value after '=' with no space" in err
+    assert "--set bnvae.gamma=0.7" in err and "unrecognized arguments" not in err and not out.exists()
+
+
+def test_set_for_a_method_not_run_suggests_adding_it(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--methods", "fb", "--set", "bnvae.gamma=0.7", "--no-baseline", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'bnvae' is not among --methods fb; add it (--methods fb,bnvae) or drop this --set" in err
+    assert not out.exists()
