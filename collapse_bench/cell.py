@@ -58,7 +58,9 @@ class CellSpec:
 
     @property
     def cell(self) -> str:
-        name = f"{safe_name(self.label)}__{self.dataset}__{self.size}__seed{self.seed}"
+        label = self.label
+        exact = label if self.preset else self.make_method().exact_label     # two tuned values never share a file
+        name = f"{safe_name(label, exact)}__{self.dataset}__{self.size}__seed{self.seed}"
         return name + (f"__cfg{short_hash(self.overrides)}" if self.overrides else "")
 
 

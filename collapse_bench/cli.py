@@ -71,7 +71,10 @@ def _run_settings(args) -> dict[str, dict[str, str]]:
 
 
 def cmd_list(args) -> int:
-    from . import presets
+    from . import describe, presets
+    if args.method:
+        print(describe.describe(args.method))
+        return 0
     if args.presets:
         for p in presets.PRESETS.values():
             recipe = ", ".join(f"{sec}.{k}={v}" for sec, vals in p.size_overrides().items() for k, v in vals.items())
@@ -79,6 +82,7 @@ def cmd_list(args) -> int:
             print(f"{p.name:14s} {p.method}({params}) — {p.source}")
             print(f"{'':14s} recipe: {recipe}")
             print(f"{'':14s} reproduces: {'; '.join(p.rows)}" + (f" ({p.note})" if p.note else ""))
+        print("\n" + "\n".join(describe.tag_legend()))
         return 0
     for name in registry.names():
         cls = registry.get(name)
@@ -87,13 +91,13 @@ def cmd_list(args) -> int:
         print(f"{name:14s} {cls.description()}{alias}")
         if params:
             print(f"{'':14s} params: {params}")
-        defaults = cls.Params().to_dict()
-        rows = [f"{'; '.join(p.rows)} (run it with --presets {p.name})" for p in presets.PRESETS.values()
-                if p.method == name and p.method_params() == defaults]
-        if rows:
+        if rows := describe.default_rows(name):
             print(f"{'':14s} its defaults are the paper's: {' | '.join(rows)}")
     for origin, why in registry.unavailable().items():
         print(f"unavailable: {origin}: {why}")
+    print("\n" + "\n".join(describe.tag_legend()))
+    print("One method in full (its paper, each parameter's type, range and meaning, its search space and cost): "
+          "python -m collapse_bench list METHOD")
     return 0
 
 
@@ -125,10 +129,10 @@ def _columns(rows: list[tuple[str, ...]]) -> str:
 def baseline_table(records: list[dict]) -> str:
     """Each non-vanilla method's mean paired difference to vanilla (the report's pairing: same dataset, size with
     its --set overrides, and seed) and its training-time ratio; '' when the records hold no such method."""
-    from .report.load import frame, probe_key
+    from .report.load import distinct_labels, frame, probe_key
     from .registry import VANILLA
     from .report.stats import add_time_ratio, add_vanilla_deltas
-    df = add_vanilla_deltas(add_time_ratio(frame(records)))
+    df = add_vanilla_deltas(add_time_ratio(frame(distinct_labels(records))))
     ok = df[(df["status"] == "ok") & (df["method"] != VANILLA)]
     if ok.empty:
         return ""
@@ -198,7 +202,7 @@ def _run_and_report(args, specs: list, *, overwrite: bool, report: bool, keep_st
            f"{len(todo)} to run"
     print(f"{head} {where}" if todo else head, file=sys.stderr)
     try:
-        with SweepProgress(len(todo)) as progress:
+        with SweepProgress(len(todo), out=args.out) as progress:
             on_result = _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1)) \
                 if report else progress.finish
             records = run_sweep(specs, args.out, executor, overwrite=overwrite, keep_stale=keep_stale,
@@ -335,22 +339,27 @@ def _execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=0, help="retries of a cell whose worker died")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m collapse_bench",
-                                description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
-    sub = p.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("list", help="methods with descriptions and hyperparameters")
+def _list_parser(sub: "argparse._SubParsersAction") -> None:
+    ls = sub.add_parser("list", help="methods with descriptions and hyperparameters; `list METHOD` for one in full")
+    ls.add_argument("method", nargs="?", default=None,
+                    help="one method (or alias): its paper, what it does, each parameter's type, default, range and "
+                         "meaning, its search space, its cost relative to vanilla and the paper rows it reproduces")
     ls.add_argument("--presets", action="store_true", help="the named paper configurations and the rows they reproduce")
     ls.set_defaults(fn=cmd_list)
 
+
+def _run_parser(sub: "argparse._SubParsersAction") -> None:
     r = sub.add_parser("run", help="train and score methods × datasets × seeds")
     r.add_argument("--methods", default=None, help="comma-separated method names (see `list`; default vanilla)")
     r.add_argument("--presets", default=None, metavar="NAMES",
                    help="comma-separated paper configurations, e.g. bnvae-0.7,ae-fb-4 (see `list --presets`)")
     r.add_argument("--dataset", default="synthetic", help=f"comma-separated, from {', '.join(DATASETS)}")
     r.add_argument("--size", default="default", help=f"comma-separated, from {', '.join(SIZES)}")
-    r.add_argument("--seeds", type=_seeds, default=[0])
-    r.add_argument("--out", default="runs/latest", type=Path)
+    r.add_argument("--seeds", type=_seeds, default=[0], metavar="0,1,2",
+                   help="comma-separated run seeds: each method × dataset × size runs once per seed (default: 0)")
+    r.add_argument("--out", default="runs/latest", type=Path, metavar="OUT",
+                   help="folder of the run: one result per cell in OUT/results/, the leaderboard OUT/leaderboard.html; "
+                        "its finished cells are reused (default: runs/latest)")
     _execution_args(r)
     r.add_argument("--overwrite", action="store_true", help="rerun cells that already have a result")
     r.add_argument("--no-report", action="store_true", help="do not build the leaderboard at the end")
@@ -365,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set still overrides them")
     r.set_defaults(fn=cmd_run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m collapse_bench",
+                                description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _list_parser(sub)
+    _run_parser(sub)
+
     t = sub.add_parser("tune", help="Optuna study over a method's search space (resumable)")
     t.add_argument("--method", required=True, help="method to tune (see `list`)")
     t.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASETS)}")
@@ -373,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/latest", type=Path,
                    help="study, best params and history go to OUT/tune/, each trial's result to OUT/results/")
     t.add_argument("--objective", default="nll",
-                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised)")
+                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised); "
+                        "default: nll, the test IW-NLL")
     t.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna RDB URL (e.g. postgresql://... shared by a cluster); default: OUT/tune/<study>.journal")
     t.add_argument("--study", default=None, help="study name (default: from method, dataset, size, objective, seed)")
@@ -404,8 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _unrecognized(args: argparse.Namespace, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments", naming the fix where a --set value was written with a space."""
+    spaced = [item for item in getattr(args, "set", []) if "=" not in item]
+    if spaced and extra and not extra[0].startswith("-"):
+        return (f"--set {spaced[0]} {extra[0]}: write the value after '=' with no space: --set {spaced[0]}={extra[0]} "
+                f"(--set METHOD.PARAM=VALUE or SECTION.FIELD=VALUE)")
+    return f"unrecognized arguments: {' '.join(extra)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(_unrecognized(args, extra))     # exits 2
     try:
         return args.fn(args)
     except (UnknownMethodError, UnknownPresetError, ConfigError, ParamError, DataError, ValueError) as e:

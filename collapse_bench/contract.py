@@ -63,9 +63,12 @@ def check_params(name: str) -> str:
     fields = [f.name for f in dataclasses.fields(cls.Params)]
     untyped = [f for f in fields if f not in hints]
     assert not untyped, f"Params fields without a type: {untyped}"
+    silent = [f.name for f in dataclasses.fields(cls.Params) if not f.metadata.get("help")]
+    assert not silent, f"say what {', '.join(silent)} mean(s): declare each field with param(default, meaning, " \
+                       f"ge=/gt=/le=/lt=) (collapse_bench.method.param); `list {name}` shows it"
     again = cls.Params.from_strings(name, {k: str(v) for k, v in defaults.to_dict().items()})
     assert again == defaults, f"the defaults do not survive --set as strings: {again} != {defaults}"
-    return f"{len(fields)} typed field(s), defaults valid"
+    return f"{len(fields)} typed field(s) with their meanings, defaults valid"
 
 
 def check_search_space(name: str) -> str:

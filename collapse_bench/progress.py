@@ -6,17 +6,21 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
+
+from .store import ResultStore
 
 
 def _num(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
-def cell_line(record: dict, seconds: float | None = None) -> str:
-    """`[ok] label dataset/size seed0  NLL .. KL .. MI .. AU .. probe@N ..  12.3 s` (or the error)."""
+def cell_line(record: dict, seconds: float | None = None, record_path: Path | None = None) -> str:
+    """`[ok] label dataset/size seed0  NLL .. KL .. MI .. AU .. probe@N ..  12.3 s`, or the error's first line and
+    where its record (with the traceback) is, `record_path`."""
     m, t = record.get("metrics") or {}, record.get("timing") or {}
     head = f"[{record.get('status')}] {record.get('label', record.get('method'))} " \
            f"{record.get('dataset')}/{record.get('size')} seed{record.get('seed')}"
@@ -31,6 +35,8 @@ def cell_line(record: dict, seconds: float | None = None) -> str:
     else:
         err = record.get("error") or {}
         body = f"{err.get('type', 'error')}: {str(err.get('message', '')).strip().splitlines()[0] if err.get('message') else ''}"
+        if record_path is not None:
+            body += f"  (traceback in {record_path})"
     if seconds is None and t.get("wall_seconds") is not None:
         seconds = t["wall_seconds"] + (t.get("eval_seconds") or 0.0)
     return f"{head}  {body}" + (f"  {seconds:.1f} s" if seconds is not None else "")
@@ -49,8 +55,9 @@ def _fallback_shape(stream: TextIO) -> dict[str, int]:
 class SweepProgress:
     """Receives the executor's events (`start`, `step`) and the driver's finished records (`finish`)."""
 
-    def __init__(self, total: int, *, stream: TextIO | None = None, tty: bool | None = None, step_bars: bool = True,
-                 mininterval: float = 0.1):
+    def __init__(self, total: int, *, out: str | Path | None = None, stream: TextIO | None = None,
+                 tty: bool | None = None, step_bars: bool = True, mininterval: float = 0.1):
+        self.store = ResultStore(out) if out is not None else None    # where a failed cell's line points
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.failed = 0
@@ -97,7 +104,8 @@ class SweepProgress:
         if cell in self.cell_bars:
             self.cell_bars.pop(cell)[0].close()
         self.failed += record.get("status") != "ok"
-        line = cell_line(record, None if t0 is None else time.monotonic() - t0)
+        path = self.store.path(cell) if self.store is not None and cell else None
+        line = cell_line(record, None if t0 is None else time.monotonic() - t0, path)
         if self.tty:
             tqdm.write(line, file=self.stream)
         else:

@@ -28,10 +28,12 @@ def short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe rendering; a hash of the original keeps distinct names distinct."""
+def safe_name(text: str, identity: str | None = None) -> str:
+    """A file-name-safe rendering of `text`; a hash of `identity` (default: `text`, e.g. the exact label behind a
+    rounded one) keeps distinct names distinct."""
+    identity = text if identity is None else identity
     clean = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-")[:80]
-    return clean if clean == text else f"{clean}-{short_hash(text)[:6]}"
+    return clean if clean == text == identity else f"{clean}-{short_hash(identity)[:6]}"
 
 
 def _git(*args: str) -> subprocess.CompletedProcess | None:

@@ -101,7 +101,8 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
     chosen = {registry.get(m).name for m in methods}
     for name in sorted(set(settings) - set(SECTIONS)):
         if _setting_target(name, settings[name]).name not in chosen:
-            raise ValueError(f"--set {name}.…: {name!r} is not among --methods {','.join(methods)}")
+            raise ValueError(f"--set {name}.…: {name!r} is not among --methods {','.join(methods)}; add it "
+                             f"(--methods {','.join([*methods, name])}) or drop this --set")
     overrides = section_overrides(settings)
     _check_dataset_names(datasets)
     cells = []

@@ -1,7 +1,8 @@
 from dataclasses import dataclass
+from typing import Literal
 
 from .. import evaluate as ev
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..registry import register
 from .helpers import require
 
@@ -23,9 +24,13 @@ class AggressiveVAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        inner_steps: int = 100      # cap on encoder sub-steps per iteration
-        window: int = 15            # batches per loss window of the stopping rule
-        stop_mi: str = "per-batch"  # validation MI of the phase's stopping rule: "per-batch" (He et al.) or "full"
+        inner_steps: int = param(100, "cap on the encoder-only sub-steps before each decoder step (He et al.: 100)",
+                                 ge=1)
+        window: int = param(15, "sub-steps per loss window: the inner loop stops once a window's mean loss per word "
+                                "rises (He et al.: 15)", ge=1)
+        stop_mi: Literal["per-batch", "full"] = param(
+            "per-batch", "validation MI that ends the aggressive phase when it drops: He et al.'s per-batch "
+                         "estimate, or the Trainer's full-set one (another quantity)")
 
         def validate(self) -> None:
             require(self.inner_steps >= 1, f"agg.inner_steps={self.inner_steps!r} must be >= 1 (He et al.: 100)")

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import TrainConfig
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..registry import register
 from .helpers import require, require_rate
 
@@ -32,10 +32,12 @@ class Anneal(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        schedule: Literal["sigmoid", "linear"] = "sigmoid"   # Bowman used a sigmoid; He et al. a linear ramp
-        kl_start: float = 0.0                                # Bowman's weight starts at 0
-        warm_up: float | None = None                         # epochs of N/batch iterations; None: train.warm_up
-        steepness: float = 10.0                              # sigmoid slope over the warm-up (sigmoid only)
+        schedule: Literal["sigmoid", "linear"] = param(
+            "sigmoid", "shape of the KL weight's ramp: Bowman et al.'s sigmoid or He et al.'s linear one")
+        kl_start: float = param(0.0, "KL weight at the first step (Bowman et al.'s starts at 0)", ge=0, le=1)
+        warm_up: float | None = param(None, "epochs (of N/batch iterations) until the weight is 1; none: the size's "
+                                            "train.warm_up", gt=0)
+        steepness: float = param(10.0, "slope of the sigmoid over the warm-up (sigmoid only)", gt=0)
 
         def validate(self) -> None:
             require(self.schedule in ("sigmoid", "linear"),

@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 
 from ..config import TrainConfig
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..registry import register
 from .helpers import require
 
@@ -12,7 +12,8 @@ class BetaVAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        beta: float = 0.4          # BN-VAE quotes β = 0.4; He et al. report 0.2/0.4/0.6/0.8
+        beta: float = param(0.4, "constant KL weight β, no annealing; 0 is an autoencoder (BN-VAE quotes 0.4; "
+                                 "He et al. report 0.2/0.4/0.6/0.8)", ge=0)
 
         def validate(self) -> None:
             require(self.beta >= 0, f"beta.beta={self.beta!r} must be >= 0 (0 is an autoencoder; try 0.4)")

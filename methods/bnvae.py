@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
@@ -50,8 +50,10 @@ class BNVAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        gamma: float = 0.6          # 0.6 and 0.7 in the BN-VAE table
-        pretrain: Pretrain = "none"
+        gamma: float = param(0.6, "γ, BN's weight on mu, fixed (no gradient): sets the KL floor nz·γ²/2 "
+                                  "(0.6 and 0.7 in the BN-VAE table)", gt=0)
+        pretrain: Pretrain = param("none", "'ae': encoder and head's linear map from a trained AE (Li et al.), BN "
+                                           "reset, decoder fresh; 'none': from scratch")
 
         def validate(self) -> None:
             require(self.gamma > 0, f"bnvae.gamma={self.gamma!r} must be > 0 (it sets the KL floor nz*gamma^2/2; "

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
@@ -45,7 +45,7 @@ class SuBNHead(PosteriorHead):
 
 @register("bnvae-su", aliases=("bn-vae-su", "su"))
 class BNVAESu(Method):
-    """BN-VAE, Su's variant (2020): BN on mu and sigma, γ_μ² = τ + (1−τ)σ(θ) with τ=0.5, θ learned; E[KL] >= nz·τ/2.
+    """BN-VAE, Su's variant (Su 2020): BN on mu and sigma, γ_μ² = τ + (1−τ)σ(θ) with τ=0.5, θ learned; E[KL] >= nz·τ/2.
 
     The sigma branch is the standard deviation (Su's snippet), not log sigma^2: see SuBNHead. As for `bnvae`,
     the encoder uses PyTorch's default initialisation by default (Su's Keras code used Keras defaults), since
@@ -56,7 +56,8 @@ class BNVAESu(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        tau: float = 0.5
+        tau: float = param(0.5, "τ, the share of the prior's variance the means must keep: γ_μ² = τ + (1−τ)σ(θ); "
+                                "sets the KL floor nz·τ/2 (Su: 0.5)", gt=0, lt=1)
 
         def validate(self) -> None:
             require(0.0 < self.tau < 1.0, f"bnvae-su.tau={self.tau!r} must be in (0, 1) (Su: 0.5); "

@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..method import Loss, Method, MethodParams
+from ..method import Loss, Method, MethodParams, param
 from ..model import TextVAE
 from ..registry import register
 from .helpers import require
@@ -33,8 +33,8 @@ class BagOfWords(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        weight: float = 1.0     # Zhao et al. add the BoW term with weight 1
-        hidden: int = 400       # width of the tanh hidden layer of the z -> |V| MLP
+        weight: float = param(1.0, "weight of the bag-of-words loss added to the ELBO (Zhao et al.: 1)", ge=0)
+        hidden: int = param(400, "width of the tanh hidden layer of the MLP from z to the vocabulary", ge=1)
 
         def validate(self) -> None:
             require(self.weight >= 0, f"bow.weight={self.weight!r} must be >= 0 (Zhao et al.: 1)")

@@ -2,7 +2,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import TrainConfig
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..registry import register
 from .helpers import Pretrain, pretrain_encoder, require, require_pretrain, require_rate
 
@@ -27,10 +27,13 @@ class Cyclic(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        cycle_epochs: float = 10.0  # T/M of Fu et al.'s text setup
-        ratio: float = 0.5          # R: share of each cycle spent increasing the weight
-        kl_start: float = 0.0       # f(0); Fu et al.'s f(tau) = tau/R starts at 0
-        pretrain: Pretrain = "none"
+        cycle_epochs: float = param(10.0, "length of one cycle in epochs, T/M (Fu et al.'s text setup: 10)", gt=0)
+        ratio: float = param(0.5, "R, the share of each cycle over which the KL weight rises; 1 for the rest",
+                             gt=0, le=1)
+        kl_start: float = param(0.0, "KL weight at the start of each cycle (Fu et al.'s f(τ) = τ/R starts at 0)",
+                                ge=0, le=1)
+        pretrain: Pretrain = param("none", "'ae': encoder from a trained AE, decoder fresh (Li et al.); 'none': "
+                                           "from scratch")
 
         def validate(self) -> None:
             require(self.cycle_epochs > 0, f"cyclic.cycle_epochs={self.cycle_epochs!r} must be > 0 (Fu et al.: 10)")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from scipy.optimize import brentq
 
 from ..config import ModelConfig
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
@@ -56,8 +56,10 @@ class DeltaVAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        delta: float = 0.1
-        pretrain: Pretrain = "none"
+        delta: float = param(0.1, "δ, the least KL of every latent dimension in nats (BN-VAE table: 0.1 from "
+                                   "scratch, 0.15 with pretrain='ae')", gt=0)
+        pretrain: Pretrain = param("none", "'ae': encoder from a trained AE, decoder fresh (Li et al.); 'none': "
+                                           "from scratch")
 
         def validate(self) -> None:
             require(self.delta > 0, f"delta.delta={self.delta!r} must be > 0 nats per dimension (paper: 0.1 or 0.15)")

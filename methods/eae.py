@@ -6,7 +6,7 @@ import torch.nn as nn
 from scipy.special import digamma, gammaln
 
 from ..config import ModelConfig, TrainConfig
-from ..method import Loss, Method, MethodParams
+from ..method import Loss, Method, MethodParams, param
 from ..model import PosteriorHead
 from ..posterior import Gaussian
 from ..registry import register
@@ -58,9 +58,11 @@ class EntropicAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        lam: float = 1.0            # lambda, weight of the entropy term (the paper's value was not verified)
-        k: int = 1                  # nearest neighbour used by the entropy estimator
-        proposal_std: float = 0.1   # s of the scoring proposal N(code, s^2 I)
+        lam: float = param(1.0, "λ, weight of the batch's kNN entropy subtracted from the reconstruction; 0 is "
+                                 "a BN autoencoder (the paper's value was not verified)", ge=0)
+        k: int = param(1, "which nearest neighbour the Kozachenko-Leonenko entropy estimate uses", ge=1)
+        proposal_std: float = param(0.1, "s of the scoring proposal N(code, s²I) that stands in for q(z|x) in "
+                                         "every metric", gt=0)
 
         def validate(self) -> None:
             require(self.lam >= 0, f"eae.lam={self.lam!r} must be >= 0 (0 is a BN autoencoder; try 1)")

@@ -3,7 +3,7 @@ from typing import Literal
 
 import torch
 
-from ..method import Method, MethodParams
+from ..method import Method, MethodParams, param
 from ..posterior import Gaussian
 from ..registry import register
 from .helpers import Pretrain, pretrain_encoder, require, require_pretrain
@@ -11,7 +11,7 @@ from .helpers import Pretrain, pretrain_encoder, require, require_pretrain
 
 @register("fb", aliases=("free-bits",))
 class FreeBits(Method):
-    """Free bits: Li et al.'s per-sentence-per-dimension KL floor (default) or Kingma et al.'s batch-level clamp.
+    """Free bits (Li et al. 2019; Kingma et al. 2016): a KL floor per sentence and dimension (default) or per batch.
 
     mode='li' (Li et al. 2019, PRE/BNV `--fb 2`): the penalty of sentence i is sum_j max(KL_ij, target/nz), so a
     dimension whose KL is below target/nz gets no gradient (PRE drops such terms with a 0/1 mask: the same
@@ -24,10 +24,15 @@ class FreeBits(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        target: float = 4.0                     # lambda in nats for the whole code: "FB (4)" of the BN-VAE table
-        mode: Literal["li", "kingma"] = "li"
-        groups: int = 0                         # kingma only: number of groups; 0 = one group per dimension
-        pretrain: Pretrain = "ae"               # Li et al.'s recommended AE+FB; "none" is the from-scratch FB row
+        target: float = param(4.0, "λ, the free KL in nats for the whole code, below which the KL gets no "
+                                    "gradient ('FB (4)' of the BN-VAE table)", ge=0)
+        mode: Literal["li", "kingma"] = param(
+            "li", "'li': floor target/nz per sentence and dimension (Li et al.); 'kingma': floor per group on the "
+                  "batch-mean KL (Kingma et al.)")
+        groups: int = param(0, "kingma only: number of equal groups of z, a divisor of model.nz; 0 = one group "
+                               "per dimension", ge=0)
+        pretrain: Pretrain = param("ae", "'ae': Li et al.'s recommended AE+FB (encoder from a trained AE, decoder "
+                                         "fresh); 'none': the from-scratch FB row")
 
         def validate(self) -> None:
             require(self.target >= 0, f"fb.target={self.target!r} must be >= 0 nats (BN-VAE table: 4 or 5)")

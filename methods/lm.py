@@ -4,7 +4,7 @@ from ..registry import register
 
 @register("lm", aliases=("lstm-lm",))
 class LanguageModel(Method):
-    """LSTM language model baseline: the decoder alone, no latent; its NLL is exact."""
+    """LSTM language model baseline (He et al. 2019's LSTM-LM): the decoder alone, no latent; its NLL is exact."""
 
     has_latent = False
 

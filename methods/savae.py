@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..method import Loss, Method, MethodParams
+from ..method import Loss, Method, MethodParams, param
 from ..posterior import Gaussian
 from ..registry import register
 from .helpers import require
@@ -32,11 +32,14 @@ class SemiAmortizedVAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        svi_steps: int = 10
-        svi_lr: float = 1.0
-        svi_momentum: float = 0.5
-        svi_clip: float = 5.0       # on each variable's gradient norm over the whole batch
-        eval_svi: bool = True       # refine at evaluation too (Kim et al. do)
+        svi_steps: int = param(10, "SVI steps refining the encoder's (mu, log σ²) per batch; 0 is a plain VAE "
+                                   "(He et al.'s rerun: 10, Kim et al.'s code: 20)", ge=0)
+        svi_lr: float = param(1.0, "learning rate of the SVI steps (SGD, Kim et al.: 1)", gt=0)
+        svi_momentum: float = param(0.5, "momentum of the SVI steps (Kim et al.: 0.5)", ge=0, lt=1)
+        svi_clip: float = param(5.0, "cap on each variable's gradient norm over the whole batch (Kim et al.: 5)",
+                                gt=0)
+        eval_svi: bool = param(True, "refine at evaluation too, so every metric uses the refined posterior "
+                                     "(Kim et al. do)")
 
         def validate(self) -> None:
             require(self.svi_steps >= 0, f"savae.svi_steps={self.svi_steps!r} must be >= 0 (He et al.'s rerun: 10)")

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import UNK
-from ..method import Loss, Method, MethodParams
+from ..method import Loss, Method, MethodParams, param
 from ..registry import register
 from .helpers import require_rate
 
@@ -24,7 +24,8 @@ class WordDropout(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        rate: float = 0.25      # 1 - Bowman's keep rate k; the paper sweeps it, 0.25-0.5 is typical
+        rate: float = param(0.25, "share of the decoder's input words replaced by <unk> in training, 1 − "
+                                  "Bowman's keep rate k (0.25-0.5 is typical)", ge=0, le=1)
 
         def validate(self) -> None:
             require_rate("word-dropout.rate", self.rate)

@@ -358,3 +358,159 @@ def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_p
 def test_study_refuses_settings_that_would_change_it(tmp_path, capsys):
     assert main(["study", "--out", str(tmp_path / "s"), "--set", "train.epochs=1"]) == 2
     assert "configuration is fixed" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+# --- list METHOD (issue 19, point 3) -------------------------------------------------------------------------
+def test_list_method_shows_paper_parameters_search_space_cost_and_paper_row(capsys):
+    assert main(["list", "bnvae"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "bnvae (aliases: bn-vae)" and "  paper:        Zhu et al. 2020" in lines
+    assert "what it does: batch norm on mu" in out
+    assert "    gamma     float, default 0.6, allowed: > 0" in lines                         # type, default, range
+    assert "γ, BN's weight on mu, fixed (no gradient)" in out                                # its meaning
+    assert "    pretrain  str, default 'none', allowed: 'none' | 'ae'" in lines
+    assert "tune --method bnvae" in out and "    gamma  float in [0.3, 1]" in lines         # Params.search_space
+    assert "cost:         about 1× vanilla's training time" in out and "2× with\n" in out   # Method.cost()
+    assert "its defaults reproduce lm: BN-VAE (0.6) *; time: BN-VAE (run it with --presets bnvae-0.6)" in out
+    assert "bnvae-0.7 (gamma=0.7): lm: BN-VAE (0.7) *" in out and "`*` a row the BN-VAE authors ran" in out
+    assert main(["list", "bn-vae"]) == 0 and capsys.readouterr().out == out                # alias; deterministic
+    assert main(["list", "fb"]) == 0
+    fb = capsys.readouterr().out
+    assert "about 2× vanilla's training time with its defaults" in fb and "groups    int, default 0" in fb
+    assert "Kingma et al. 2016" in fb and "--presets ae-fb-4" in fb
+
+
+def test_list_unknown_method_suggests_one_and_exits_2(capsys):
+    assert main(["list", "fbb"]) == 2
+    cap = capsys.readouterr()
+    assert "unknown method 'fbb'. Did you mean 'fb'?" in cap.err and cap.out == ""
+
+
+def test_every_registered_method_says_what_each_parameter_means(capsys):
+    """Every Params field of every registered method (plug-ins and test methods too) declares its meaning with
+    `method.param(default, meaning)`; `list METHOD` prints it, and the built-ins name their paper."""
+    from collapse_bench import describe, registry
+    for name in registry.names():
+        cls = registry.get(name)
+        for doc in describe.param_docs(cls):
+            assert len(doc.meaning) > 10, f"{name}.{doc.name} has no meaning: declare it with param(default, meaning)"
+        assert main(["list", name]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(" ".join(d.meaning.split()) in out for d in describe.param_docs(cls)), name
+        if cls.__module__.startswith("collapse_bench.methods."):
+            assert "none named" not in describe.paper(cls), f"{name}'s first docstring line names no paper"
+
+
+def test_plain_list_explains_its_tags(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ae ")                                 # the methods first, then what their tags mean
+    tail = out.rsplit("\n\n", 1)[1]
+    assert "python -m collapse_bench list METHOD" in tail
+    for tag in ("`lm:` its language-modelling table", "`classification:` its", "`time:` its training-time table",
+                "`*` a row the BN-VAE authors ran themselves"):
+        assert tag in " ".join(tail.split()), tag
+
+
+# --- tuned floats shown rounded, run exact (point 5) ---------------------------------------------------------
+def test_tuned_floats_are_rounded_in_labels_and_file_names_but_run_exact():
+    from collapse_bench.store import build_record, failed_result
+    tuned = CellSpec("bnvae", "synthetic", "smoke", 0, {"gamma": 0.7219343632501507, "pretrain": "none"})
+    near = CellSpec("bnvae", "synthetic", "smoke", 0, {"gamma": 0.72189, "pretrain": "none"})
+    assert tuned.label == near.label == "bnvae(gamma=0.7219, pretrain=none)"
+    assert tuned.cell.startswith("bnvae-gamma=0.7219-pretrain=none-") and "7219343" not in tuned.cell
+    assert tuned.cell != near.cell                                     # two tuned values never share a file
+    assert tuned.make_method().params.gamma == 0.7219343632501507      # the run uses the exact value
+    record = build_record(tuned, failed_result(tuned, {"type": "E", "message": "x"}))
+    assert record["label"] == tuned.label and record["params"]["gamma"] == 0.7219343632501507
+    plain = CellSpec("bnvae", "synthetic", "smoke", 0, {"gamma": 0.6, "pretrain": "none"})
+    assert plain.label == "bnvae(gamma=0.6, pretrain=none)"           # hand-set values keep their form
+
+
+def test_committed_study_keeps_its_file_names():
+    from collapse_bench import registry
+    from collapse_bench.config import STUDY_DATASETS, STUDY_SEEDS
+    from collapse_bench.sweep import expand
+    committed = {p.stem for p in (Path(__file__).resolve().parents[1] / "reports/study/results").glob("*.json")}
+    cells = {s.cell for s in expand(registry.names(), list(STUDY_DATASETS), ["study"], list(STUDY_SEEDS))}
+    assert committed and committed <= cells
+
+
+def test_report_never_pools_two_configurations_with_one_rounded_label():
+    from collapse_bench.report.load import frame, distinct_labels
+    a, b = rec("bnvae", 0, 30.0, 1.0), rec("bnvae", 0, 31.0, 1.0)
+    a.update(label="bnvae(gamma=0.7219)", params={"gamma": 0.7219343632501507}, cell="a")
+    b.update(label="bnvae(gamma=0.7219)", params={"gamma": 0.72189}, cell="b")
+    same = rec("vanilla", 1, 30.0, 1.0)
+    labels = sorted(frame(distinct_labels([a, b, same, dict(same, seed=2)]))["label"])
+    assert labels == ["bnvae(gamma=0.72189)", "bnvae(gamma=0.7219343632501507)", "vanilla", "vanilla"]
+
+
+def test_params_from_says_which_methods_had_no_tuned_file(tmp_path):
+    from collapse_bench.tune import apply_best_params
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "b.best.json").write_text(json.dumps({"method": "bnvae", "params": {"gamma": 0.71}}))
+    said: list[str] = []
+    settings = apply_best_params({}, tmp_path, ["bn-vae", "fb"], log=said.append)
+    assert settings == {"bnvae": {"gamma": 0.71}}
+    assert said == ["params-from: bnvae gamma=0.71",
+                    f"params-from: no tuned parameters for fb in {tmp_path}; it keeps its defaults"]
+
+
+# --- a failed cell points at its record (point 6) ------------------------------------------------------------
+def test_a_failed_cells_line_says_where_its_traceback_is(tmp_path, capsys, monkeypatch):
+    from collapse_bench import sweep
+    from collapse_bench.store import failed_result
+    spec = CellSpec("fb", "yelp", "smoke", 1)
+    bad = {"cell": spec.cell, "label": "fb", "dataset": "yelp", "size": "smoke", "seed": 1, "status": "failed",
+           "error": {"type": "DataError", "message": "no yelp.train.txt\nmore", "traceback": "Traceback ..."}}
+    where = tmp_path / "results" / f"{spec.cell}.json"
+    assert cell_line(bad, record_path=where) == f"[failed] fb yelp/smoke seed1  DataError: no yelp.train.txt  " \
+                                                f"(traceback in {where})"
+    plain = io.StringIO()
+    with SweepProgress(1, out=tmp_path, stream=plain, tty=False) as p:
+        p.finish(bad)
+    assert f"(traceback in {where})" in plain.getvalue()
+
+    def boom(spec, on_step=None):                   # every cell fails inside, as a real failure is recorded
+        return failed_result(spec, {"type": "RuntimeError", "message": "boom", "traceback": "Traceback: boom"})
+    real = sweep.run_sweep
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: real(*a, fn=boom, **k))
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "vanilla", *FAST, "--out", str(out), "--no-report"]) == 1
+    (path,) = (out / "results").glob("*.json")
+    assert "[failed] vanilla" in (err := capsys.readouterr().err) and f"(traceback in {path})" in err
+    assert json.loads(path.read_text())["error"]["traceback"] == "Traceback: boom"
+
+
+# --- help and --set mistakes (point 9) -----------------------------------------------------------------------
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_gives_the_seeds_out_and_objective_defaults(capsys):
+    run = _help(["run", "--help"], capsys)
+    assert "--seeds 0,1,2 comma-separated run seeds" in run and "(default: 0)" in run
+    assert "--out OUT folder of the run" in run and "(default: runs/latest)" in run
+    assert "default: nll, the test IW-NLL" in _help(["tune", "--help"], capsys)
+
+
+def test_set_with_a_space_instead_of_equals_names_the_fix(tmp_path, capsys):
+    out = tmp_path / "r"
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--methods", "bnvae", "--set", "bnvae.gamma", "0.7", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--set bnvae.gamma 0.7: write the value after '=' with no space" in err
+    assert "--set bnvae.gamma=0.7" in err and "unrecognized arguments" not in err and not out.exists()
+
+
+def test_set_for_a_method_not_run_suggests_adding_it(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--methods", "fb", "--set", "bnvae.gamma=0.7", "--no-baseline", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'bnvae' is not among --methods fb; add it (--methods fb,bnvae) or drop this --set" in err
+    assert not out.exists()

@@ -197,6 +197,29 @@ def test_params_validate_and_search_space(name):
     cls.Params(**space)  # every suggestion is valid
 
 
+def _outside(bound: str, edge: float, integer: bool) -> float:
+    """A value just past a declared bound (gt/ge below it, lt/le above it)."""
+    step = 1 if integer else 1e-6
+    return {"gt": edge, "ge": edge - step, "lt": edge, "le": edge + step}[bound]
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_declared_ranges_are_what_validate_accepts(name):
+    """`list METHOD` prints each number's range from its `param(..., ge=/gt=/le=/lt=)`: validate must refuse just
+    past each bound and accept an inclusive bound itself, so the printed range is the enforced one."""
+    cls = registry.get(name)
+    for f in dataclasses.fields(cls.Params):
+        integer = isinstance(f.default, int) and not isinstance(f.default, bool)
+        for bound in ("gt", "ge", "lt", "le"):
+            if bound not in f.metadata:
+                continue
+            edge = f.metadata[bound]
+            with pytest.raises(ParamError, match=f.name):
+                cls.Params(**{f.name: _outside(bound, edge, integer)})
+            if bound in ("ge", "le"):
+                cls.Params(**{f.name: int(edge) if integer else float(edge)})
+
+
 # ------------------------------------------------------------------------------------------ invariants
 
 def _raw_head_var(model, tokens) -> tuple[torch.Tensor, torch.Tensor]:

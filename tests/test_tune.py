@@ -17,7 +17,7 @@ optuna = pytest.importorskip("optuna")
 
 from collapse_bench import registry  # noqa: E402
 from collapse_bench.cli import main  # noqa: E402
-from collapse_bench.method import Method, MethodParams, ParamError  # noqa: E402
+from collapse_bench.method import Method, MethodParams, ParamError, param  # noqa: E402
 from collapse_bench.store import ResultStore  # noqa: E402
 from collapse_bench.cell import run_cell  # noqa: E402
 from collapse_bench.tune import (Objective, TuneError, apply_best_params, load_best_params,  # noqa: E402
@@ -30,7 +30,7 @@ FAST = {"train": {"epochs": "2"}, "eval": {"probe_repeats": "1"}}   # as --set s
 
 @dataclass(frozen=True)
 class _Params(MethodParams):
-    beta: float = 1.0
+    beta: float = param(1.0, "scale of the KL penalty", gt=0)
 
     def validate(self) -> None:
         if self.beta <= 0:

@@ -51,8 +51,25 @@ def read_records(run_dir: str | Path) -> Loaded:
                     out.records.append(rec)
                 except ValueError as e:
                     out.unreadable.append((f"results.jsonl:{i}", f"{type(e).__name__}: {e}"))
+    out.records = distinct_labels(out.records)
     out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), seed_key(seed_of(r))))
     return out
+
+
+def distinct_labels(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records, where a label shared by different params (a label rounds tuned floats to 4 significant
+    digits) is replaced by the exact one, `method(k=v, ...)` with every digit: the report groups cells by
+    label and must never pool two configurations."""
+    params: dict[str, set[str]] = {}
+    for r in records:
+        params.setdefault(label_of(r), set()).add(json.dumps(params_of(r), sort_keys=True, default=str))
+    shared = {label for label, p in params.items() if len(p) > 1}
+    return [{**r, "label": _exact_label(r)} if label_of(r) in shared else r for r in records]
+
+
+def _exact_label(rec: dict[str, Any]) -> str:
+    inner = ", ".join(f"{k}={v}" for k, v in params_of(rec).items())
+    return f"{rec.get('method', '?')}({inner})"
 
 
 def _check(rec: Any) -> None:

@@ -5,7 +5,7 @@ useless for free. The whole change is `loss`: the shared ELBO body with the KL w
 """
 from dataclasses import dataclass
 
-from collapse_bench.method import Method, MethodParams
+from collapse_bench.method import Method, MethodParams, param
 from collapse_bench.methods.helpers import require
 from collapse_bench.registry import register
 
@@ -16,8 +16,8 @@ class CapacityVAE(Method):
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        capacity: float = 5.0      # C, nats per sentence
-        gamma: float = 1.0         # γ, the weight of |KL − C|
+        capacity: float = param(5.0, "C, the KL each sentence is pulled to, in nats", ge=0)
+        gamma: float = param(1.0, "γ, the weight of |KL − C| in the loss", gt=0)
 
         def validate(self) -> None:
             require(self.capacity >= 0, f"example-capacity.capacity={self.capacity!r} must be >= 0 nats")

@@ -5,19 +5,19 @@ alone (gradients clipped jointly, as every step), `ctx.step` / `ctx.steps_per_ep
 """
 from dataclasses import dataclass
 
-from collapse_bench.method import Method, MethodParams
+from collapse_bench.method import Method, MethodParams, param
 from collapse_bench.methods.helpers import require
 from collapse_bench.registry import register
 
 
 @register("example-encfirst")
 class EncoderFirstVAE(Method):
-    """Encoder-first VAE: k encoder-only updates on each batch before the joint one, so q(z|x) does not lag."""
+    """Encoder-first VAE (collapse-bench guide, example 3): k encoder-only updates on each batch before the joint one, so q(z|x) does not lag."""
     relative_cost = 2.0                     # k + 1 backward passes per step at the default k = 1
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        encoder_steps: int = 1              # k
+        encoder_steps: int = param(1, "k, encoder-only updates on each batch before the joint one", ge=1)
 
         def validate(self) -> None:
             require(self.encoder_steps >= 1, f"example-encfirst.encoder_steps={self.encoder_steps!r} must be >= 1")

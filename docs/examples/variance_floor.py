@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from collapse_bench.method import Method, MethodParams
+from collapse_bench.method import Method, MethodParams, param
 from collapse_bench.methods.helpers import require
 from collapse_bench.model import PosteriorHead
 from collapse_bench.posterior import Gaussian
@@ -28,11 +28,11 @@ class FloorHead(PosteriorHead):
 
 @register("example-varfloor")
 class VarianceFloorVAE(Method):
-    """Variance-floor VAE: σ² >= a floor in every dimension, so q(z|x) can never become a point mass."""
+    """Variance-floor VAE (collapse-bench guide, example 2): σ² >= a floor in every dimension, so q(z|x) can never become a point mass."""
 
     @dataclass(frozen=True)
     class Params(MethodParams):
-        floor: float = 0.05        # the smallest posterior variance allowed
+        floor: float = param(0.05, "the smallest posterior variance σ² allowed", gt=0, lt=1)
 
         def validate(self) -> None:
             require(0 < self.floor < 1, f"example-varfloor.floor={self.floor!r} must be in (0, 1)")
