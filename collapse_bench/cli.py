@@ -390,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/latest", type=Path,
                    help="study, best params and history go to OUT/tune/, each trial's result to OUT/results/")
     t.add_argument("--objective", default="nll",
-                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised); "
-                        "default: nll, the test IW-NLL")
+                   help="nll, ppl, elbo (minimised); mi, au, kl, probe@N e.g. probe@100 (maximised); measured "
+                        "on the validation split (nll/ppl/elbo: the kept model's validation -ELBO), never on test; "
+                        "default: nll")
     t.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna RDB URL (e.g. postgresql://... shared by a cluster); default: OUT/tune/<study>.journal")
     t.add_argument("--study", default=None, help="study name (default: from method, dataset, size, objective, seed)")

@@ -16,10 +16,10 @@ from sklearn.preprocessing import StandardScaler
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
-def fit_and_score(x_train, y_train, x_valid, y_valid, x_test, y_test) -> float:
-    """Test accuracy of the logistic regression whose C is best on validation."""
+def fit_and_score(x_train, y_train, x_valid, y_valid, x_test, y_test) -> tuple[float, float]:
+    """(test accuracy, validation accuracy) of the logistic regression whose C is best on validation."""
     if len(np.unique(y_train)) < 2:      # a one-class subset: the classifier can only predict that class
-        return float((y_test == y_train[0]).mean())
+        return float((y_test == y_train[0]).mean()), float((y_valid == y_train[0]).mean())
     scaler = StandardScaler().fit(x_train)
     x_train, x_valid, x_test = scaler.transform(x_train), scaler.transform(x_valid), scaler.transform(x_test)
     best, best_acc = None, -1.0
@@ -30,7 +30,7 @@ def fit_and_score(x_train, y_train, x_valid, y_valid, x_test, y_test) -> float:
             acc = clf.score(x_valid, y_valid)
             if acc > best_acc:
                 best, best_acc = clf, acc
-    return float(best.score(x_test, y_test))
+    return float(best.score(x_test, y_test)), float(best_acc)
 
 
 def draw_subsets(pool_size: int, label_counts: tuple[int, ...], repeats: int, seed: int) -> dict[int, list[np.ndarray]]:
@@ -42,10 +42,11 @@ def draw_subsets(pool_size: int, label_counts: tuple[int, ...], repeats: int, se
 
 def probe(x_pool: np.ndarray, y_pool: np.ndarray, draws: dict[int, list[np.ndarray]],
           valid: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, dict]:
-    """Test accuracy per label count, {"100": {"mean", "sd", "n"}}; `draws` index into the pool."""
+    """Test accuracy per label count, {"100": {"mean", "sd", "n", "valid_mean"}} (valid_mean: the validation accuracy
+    of the chosen C, what tuning may select on); `draws` index into the pool."""
     out = {}
     for n, subsets in draws.items():
-        accs = [fit_and_score(x_pool[i], y_pool[i], *valid, *test) for i in subsets]
+        accs, valid_accs = zip(*(fit_and_score(x_pool[i], y_pool[i], *valid, *test) for i in subsets))
         out[str(n)] = {"mean": float(np.mean(accs)), "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
-                       "n": len(accs)}
+                       "n": len(accs), "valid_mean": float(np.mean(valid_accs))}
     return out

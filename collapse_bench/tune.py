@@ -12,7 +12,8 @@ Plain Optuna with ask/tell, trials run through the same executors as sweeps (`se
   study, so it is recreated on every run from the same `--seed`; the offset keeps a resumed study from
   replaying the random start-up suggestions its first trials already tried.
 * Direction from the objective: minimise nll, ppl, elbo (the metrics are −ELBO-style losses); maximise mi,
-  au, kl (collapse remedies aim at a used latent) and probe@N (accuracy).
+  au, kl (collapse remedies aim at a used latent) and probe@N (accuracy). Its value is read on the validation
+  split (`Objective.value`): selecting hyperparameters on the test split the leaderboard reports would bias it.
 * Pruning on the validation curve: the trainer validates after every epoch; each trial's cell adds a training
   callback (`TrialPruner`) that, in the worker, reports the epoch's curve value to the trial
   (`trial.report(value, epoch)`) and `trial.should_prune()` is asked; a pruned run stops there (raising
@@ -107,15 +108,36 @@ class Objective:
         return CURVE_KEYS[self.metric]
 
     def value(self, record: dict) -> float:
-        m = record.get("metrics") or {}
+        """The objective on the validation split, never on the test split the leaderboard reports: nll, ppl and
+        elbo read the selected model's validation −ELBO (the protocol's model-selection criterion: one ranking for
+        all three, as each is monotone in it on fixed data); mi, au and kl the selected epoch's validation figure;
+        probe@N the probe's validation accuracy at N labels (that of its chosen C)."""
         if self.metric == "probe":
-            probe = m.get("probe") or {}
-            if str(self.labels) not in probe:
+            probe = (record.get("metrics") or {}).get("probe") or {}
+            entry = probe.get(str(self.labels))
+            if entry is None:
                 raise KeyError(f"the record has no probe@{self.labels} (probe sizes: {sorted(probe, key=int) or 'none'})")
-            return float(probe[str(self.labels)]["mean"])
-        if self.metric not in m:
-            raise KeyError(f"the record has no metric {self.metric!r}")
-        return float(m[self.metric])
+            if "valid_mean" not in entry:
+                raise KeyError(f"the record's probe@{self.labels} has no validation accuracy (a record from before "
+                               f"it was kept): run the cell again")
+            return float(entry["valid_mean"])
+        point = selected_point(record)
+        if self.curve_key not in point:
+            raise KeyError(f"the record's selected epoch has no {self.curve_key!r}")
+        return float(point[self.curve_key])
+
+
+def selected_point(record: dict) -> dict:
+    """The whole-epoch curve point of the model the run kept: the last with train.select='last', else the one whose
+    validation criterion (−ELBO, or reconstruction for methods selected on it) is the run's best_valid."""
+    points = [p for p in record.get("curves") or [] if not p.get("partial")]
+    if not points:
+        raise KeyError("the record has no validation curve")
+    if ((record.get("config") or {}).get("train") or {}).get("select") == "last":
+        return points[-1]
+    best = (record.get("timing") or {}).get("best_valid")
+    chosen = [p for p in points if best is not None and best in (p.get("valid_loss"), p.get("valid_recon"))]
+    return chosen[0] if chosen else min(points, key=lambda p: p.get("valid_loss", math.inf))
 
 
 # --- storage -----------------------------------------------------------------------------------------

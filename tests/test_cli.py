@@ -496,7 +496,7 @@ def test_help_gives_the_seeds_out_and_objective_defaults(capsys):
     run = _help(["run", "--help"], capsys)
     assert "--seeds 0,1,2 comma-separated run seeds" in run and "(default: 0)" in run
     assert "--out OUT folder of the run" in run and "(default: runs/latest)" in run
-    assert "default: nll, the test IW-NLL" in _help(["tune", "--help"], capsys)
+    assert "default: nll" in (tune_help := _help(["tune", "--help"], capsys)) and "never on test" in tune_help
 
 
 def test_set_with_a_space_instead_of_equals_names_the_fix(tmp_path, capsys):

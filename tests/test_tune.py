@@ -84,8 +84,14 @@ def test_objectives_parse_with_directions_and_curve_keys():
     assert Objective.parse("au").direction == "maximize"
     p = Objective.parse("probe@100")
     assert (p.metric, p.labels, p.direction, p.name) == ("probe", 100, "maximize", "probe@100")
-    rec = {"metrics": {"nll": 50.0, "probe": {"100": {"mean": 0.75, "sd": 0.0, "n": 2}}}}
-    assert p.value(rec) == 0.75 and Objective.parse("nll").value(rec) == 50.0
+    curves = [{"epoch": 1, "valid_loss": 52.0, "valid_mi": 0.5}, {"epoch": 1.5, "partial": True, "valid_mi": 9.0},
+              {"epoch": 2, "valid_loss": 51.0, "valid_mi": 0.7}, {"epoch": 3, "valid_loss": 51.5, "valid_mi": 0.9}]
+    rec = {"metrics": {"nll": 50.0, "mi": 3.0, "probe": {"100": {"mean": 0.75, "sd": 0.0, "n": 2, "valid_mean": 0.7}}},
+           "curves": curves, "timing": {"best_valid": 51.0}, "config": {"train": {"select": "best"}}}
+    # validation figures of the kept model (epoch 2), never the test metrics
+    assert p.value(rec) == 0.7 and Objective.parse("nll").value(rec) == 51.0 and Objective.parse("mi").value(rec) == 0.7
+    last = {**rec, "config": {"train": {"select": "last"}}}
+    assert Objective.parse("elbo").value(last) == 51.5 and Objective.parse("mi").value(last) == 0.9
     with pytest.raises(KeyError):
         Objective.parse("probe@500").value(rec)
     for bad in ("loss", "probe", "probe@x", "nll@3"):

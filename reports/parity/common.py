@@ -89,7 +89,7 @@ def probe_standardised(features: dict[str, np.ndarray], labels: dict[str, np.nda
     """The harness's probe (standardised mu) on the same features, for the standardisation evidence."""
     from collapse_bench.probe import fit_and_score
     return {str(n): fit_and_score(features[f"train{n}"], labels[f"train{n}"], features["valid"], labels["valid"],
-                                  features["test"], labels["test"]) for n in LABEL_SIZES}
+                                  features["test"], labels["test"])[0] for n in LABEL_SIZES}
 
 
 def write_result(path: Path, record: dict) -> None:
