@@ -12,7 +12,7 @@ from pathlib import Path
 from . import registry
 from .config import SIZES, ConfigError
 from .data import DATASETS, DataError
-from .method import ParamError
+from .method import ParamError, shown
 from .presets import UnknownPresetError
 from .registry import UnknownMethodError
 
@@ -181,8 +181,10 @@ def _say_stale(specs: list, out: Path, keep_stale: bool) -> None:
     from .sweep import stale_cells
     stale = stale_cells(specs, out)
     if stale:
+        one = len(stale) == 1
         fate = "kept as asked (--keep-stale) and marked stale on the page" if keep_stale else \
-            "so they run again (--keep-stale keeps them, marked stale on the page)"
+            f"so {'it runs' if one else 'they run'} again (--keep-stale keeps {'it' if one else 'them'}, marked " \
+            f"stale on the page)"
         print(f"{len(stale)} finished cell{'s' * (len(stale) != 1)} in {out} came from other code than now, {fate}:",
               file=sys.stderr)
         for cell, why in stale.items():
@@ -273,7 +275,7 @@ def cmd_tune(args) -> int:
         return 130
     print(f"study {res.study_name}: {res.n_finished} finished trials ({res.ran} run now), storage {res.storage}")
     if res.best:
-        params = ", ".join(f"{k}={v}" for k, v in res.best["tuned_params"].items())
+        params = ", ".join(f"{k}={shown(v)}" for k, v in res.best["tuned_params"].items())
         print(f"best: trial {res.best['trial']}  {res.objective}={res.best['value']:.4g}  {params}")
     for kind, path in res.files.items():
         print(f"{kind}: {path}")
