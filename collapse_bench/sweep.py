@@ -3,6 +3,7 @@ becomes one result file. Finished cells are skipped on rerun; a failing cell is 
 from __future__ import annotations
 
 import difflib
+import itertools
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -109,12 +110,19 @@ def expand(methods: list[str], datasets: list[str], sizes: list[str], seeds: lis
     for m in methods:
         cls = registry.get(m)
         params = cls.Params.from_strings(cls.name, method_settings(settings, cls)).to_dict()
-        for d in datasets:
-            for size in sizes:
-                for seed in seeds:
-                    spec = CellSpec(cls.name, d, size, seed, params, overrides, **common)
-                    cls(cls.Params(**params)).check_config(spec.size_config())  # validate overrides now
-                    cells.append(spec)
+        cells += _grid(datasets, sizes, seeds,
+                       lambda d, size, seed: CellSpec(cls.name, d, size, seed, params, overrides, **common))
+    return cells
+
+
+def _grid(datasets: list[str], sizes: list[str], seeds: list[int],
+          make: Callable[[str, str, int], CellSpec]) -> list[CellSpec]:
+    """One cell per dataset × size × seed (in that order), each refused now if its method rejects its config."""
+    cells = []
+    for d, size, seed in itertools.product(datasets, sizes, seeds):
+        spec = make(d, size, seed)
+        spec.make_method().check_config(spec.size_config())
+        cells.append(spec)
     return cells
 
 
@@ -131,13 +139,8 @@ def expand_presets(names: list[str], datasets: list[str], sizes: list[str], seed
     cells = []
     for name in names:
         preset = presets.get(name)
-        for d in datasets:
-            for size in sizes:
-                for seed in seeds:
-                    spec = CellSpec(preset.method, d, size, seed, preset.method_params(), overrides, preset=name,
-                                    **common)
-                    spec.make_method().check_config(spec.size_config())
-                    cells.append(spec)
+        cells += _grid(datasets, sizes, seeds, lambda d, size, seed: CellSpec(
+            preset.method, d, size, seed, preset.method_params(), overrides, preset=name, **common))
     return cells
 
 
