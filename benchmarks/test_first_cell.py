@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-BOUND = 1.25        # a ratio of identical work, within this factor of 1 either way
+BOUND = 1.3         # a ratio of identical work, within this factor of 1 either way (the cold first cell: 1.35-1.74)
+REPEATS = 5         # fresh processes per order; the median ratio is asserted (one process's timing is noisy)
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -42,9 +43,10 @@ def _seconds_per_step(order: list[str]) -> dict[str, float]:
 def test_identical_methods_take_the_same_time_whichever_runs_first(mode, summary):
     ratios = []
     for order in (["vanilla", "vanilla-twin"], ["vanilla-twin", "vanilla"]):
-        s = _seconds_per_step(order)
-        ratios.append(s["vanilla-twin"] / s["vanilla"])
-        summary(f"first cell: {order[0]} first, then {order[1]}: twin / vanilla step time {ratios[-1]:.2f}")
+        each = sorted(s["vanilla-twin"] / s["vanilla"] for s in (_seconds_per_step(order) for _ in range(REPEATS)))
+        ratios.append(each[len(each) // 2])
+        summary(f"first cell: {order[0]} first, then {order[1]}: twin / vanilla step time, median of {REPEATS} "
+                f"processes {ratios[-1]:.2f} ({', '.join(f'{r:.2f}' for r in each)})")
     if mode == "smoke":
         return
     assert all(1 / BOUND <= r <= BOUND for r in ratios), \
