@@ -51,8 +51,9 @@ class MMDVAE(Method):
             require(0 <= self.alpha <= 1, f"mmd.alpha={self.alpha!r} must be in [0, 1] (the KL's weight is 1-α; "
                                           f"Zhao et al.'s MMD-VAE: 1)")
             require(self.lam > 0, f"mmd.lam={self.lam!r} must be > 0 (Zhao et al.'s MMD-VAE: 1)")
-            require(self.alpha + self.lam - 1 > 0, f"mmd: alpha + lam - 1 = {self.alpha + self.lam - 1!r} is the "
-                                                   f"MMD's weight and must be > 0 (e.g. alpha=1, lam=1)")
+            require(self.alpha + self.lam - 1 >= 0, f"mmd: alpha + lam - 1 = {self.alpha + self.lam - 1!r} is the "
+                                                    f"MMD's weight and must be >= 0 (Zhao et al.'s MMD-VAE: alpha=1, "
+                                                    f"lam=1)")
             require(self.kernel in ("rbf", "imq"), f"mmd.kernel={self.kernel!r}: choose 'rbf' or 'imq'")
 
         @staticmethod
