@@ -82,6 +82,8 @@ def cmd_list(args) -> int:
             print(f"{p.name:14s} {p.method}({params}) — {p.source}")
             print(f"{'':14s} recipe: {recipe}")
             print(f"{'':14s} reproduces: {'; '.join(p.rows)}" + (f" ({p.note})" if p.note else ""))
+        for method, why in presets.NO_PRESET.items():
+            print(f"{'(none)':14s} {method}: the paper prints no comparable row: {why}")
         print("\n" + "\n".join(describe.tag_legend()))
         return 0
     for name in registry.names():
