@@ -34,6 +34,8 @@ class ControlVAE(Method):
     PID.py. Defaults are their run script's and argparse's: set point 2.0 (run_vae_transform_ptb_pid.sh),
     Kp 0.01, Ki 1e-4 (passed as -1e-4). The trace of (KL, β) is kept on the method (`trace`) for the invariant."""
 
+    relative_cost = 1.0        # step time 0.98x vanilla's (benchmarks/test_method_ratios.py --quick, 2-core CPU)
+
     @dataclass(frozen=True)
     class Params(MethodParams):
         set_point: float = param(2.0, "KL (nats per sentence) the controller holds the batch KL at (their PTB "

@@ -64,6 +64,7 @@ class DUVAE(Method):
     reset_parameters only sets the BN weight), so as BN-VAE it needs model.encoder_init='pytorch' and SGD."""
 
     min_batch_size = 2
+    relative_cost = 1.0        # step time 0.98x vanilla's, floor and dropout on (test_method_ratios.py --quick)
 
     @dataclass(frozen=True)
     class Params(MethodParams):

@@ -41,6 +41,8 @@ class MMDVAE(Method):
     puts the MMD in place of the KL). The KL part keeps the harness's annealing (its weight times 1-α). Their code
     is TensorFlow on images; on text (He et al.'s LSTM VAE) this is the paper's objective on our model."""
 
+    relative_cost = 1.0        # step time 0.98x vanilla's (benchmarks/test_method_ratios.py --quick, 2-core CPU)
+
     @dataclass(frozen=True)
     class Params(MethodParams):
         alpha: float = param(1.0, "α: the KL enters with weight 1-α (1: no KL, Zhao et al.'s MMD-VAE)", ge=0, le=1)

@@ -45,6 +45,7 @@ class ScaleVAE(Method):
     it scores, could not be checked without its text."""
 
     min_batch_size = 2
+    relative_cost = 1.0        # step time 1.00x vanilla's (benchmarks/test_method_ratios.py --quick, 2-core CPU)
 
     @dataclass(frozen=True)
     class Params(MethodParams):
