@@ -82,6 +82,8 @@ def cmd_list(args) -> int:
             print(f"{p.name:14s} {p.method}({params}) — {p.source}")
             print(f"{'':14s} recipe: {recipe}")
             print(f"{'':14s} reproduces: {'; '.join(p.rows)}" + (f" ({p.note})" if p.note else ""))
+        for method, why in presets.NO_PRESET.items():
+            print(f"{'(none)':14s} {method}: the paper prints no comparable row: {why}")
         print("\n" + "\n".join(describe.tag_legend()))
         return 0
     for name in registry.names():
@@ -283,16 +285,16 @@ def cmd_tune(args) -> int:
 
 
 def cmd_study(args) -> int:
-    """The published study: every registered method x STUDY_DATASETS x STUDY_SEEDS at size `study` (config.py),
+    """The published study: STUDY_METHODS x STUDY_DATASETS x STUDY_SEEDS at size `study` (config.py),
     then the leaderboard with the paper's findings checked. A rerun on finished results runs nothing."""
-    from .config import STUDY_DATASETS, STUDY_SEEDS
+    from .config import STUDY_DATASETS, STUDY_METHODS, STUDY_SEEDS
     if args.set or args.threads is not None:
         raise ConfigError("study: its configuration is fixed (size `study` in collapse_bench/config.py) so that its "
                           "results stay one study; drop --set/--threads, or use `run --size study --set ...` "
                           "with another --out for a variation")
     from .sweep import expand
     _check_out(args.out)
-    specs = expand(registry.names(), list(STUDY_DATASETS), ["study"], list(args.seeds or STUDY_SEEDS),
+    specs = expand(list(STUDY_METHODS), list(STUDY_DATASETS), ["study"], list(args.seeds or STUDY_SEEDS),
                    data_dir=args.data_dir, device=args.device)
     return _run_and_report(args, specs, overwrite=False, report=True)
 

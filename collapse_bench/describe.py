@@ -18,7 +18,8 @@ TAGS = ("Tags of the paper rows (Zhu et al. 2020's BN-VAE paper, shared/referenc
         "`lm:` its language-modelling table (Yahoo, Yelp: NLL, KL, MI, AU); `classification:` its "
         "semi-supervised classification table (short Yelp, accuracy by labelled examples); `time:` its "
         "training-time table (GPU hours, ratio to the VAE); `*` a row the BN-VAE authors ran themselves "
-        "(unmarked rows are quoted from He et al. 2019 or Li et al. 2019).")
+        "(unmarked rows are quoted from He et al. 2019 or Li et al. 2019). Rows of the papers after 2020 name their "
+        "paper; their figures are not transcribed, so the report shows none beside them.")
 _YEAR = re.compile(r"\(([^()]*\b(?:19|20)\d\d\b[^()]*)\)")
 _WIDTH = 100
 

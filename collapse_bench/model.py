@@ -29,6 +29,12 @@ class LSTMEncoder(nn.Module):
         _, (h, _) = self.lstm(self.embed(tokens))
         return h[-1]
 
+    def states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> the hidden state after every token [B, L, H] (the last one is `forward`'s): for remedies
+        with a posterior per time step (TWR-VAE). `forward` stays the path every other method takes."""
+        out, _ = self.lstm(self.embed(tokens))
+        return out
+
 
 class PosteriorHead(nn.Module):
     """Encoder state -> q(z|x): a linear map without bias (`linear`, the part AE pretraining copies), then

@@ -22,6 +22,13 @@ HE = {"model": {"encoder_init": "uniform"}, "train": {"lr": 1.0, "kl_start": 0.1
 LI = {"model": {"encoder_init": "uniform"}, "train": {"lr": 0.5, "kl_start": 0.0, "warm_up": 10.0, "decay_patience": 5}}
 BNV = {"model": {"encoder_init": "pytorch"}, "train": dict(LI["train"])}
 BNV_UNIFORM = {"model": {"encoder_init": "uniform"}, "train": dict(LI["train"])}
+# Shen et al. 2021 (`SmilesDZgk/DU-VAE` text.py, He et al.'s code; the README's command): SGD lr 1.0, KL weight 0 -> 1
+# over 10 epochs, decay patience 5 (theirs halves only from epoch 15 on, which the harness cannot express), the
+# encoder at PyTorch's init (its reset_parameters only sets the BN weight).
+DU = {"model": {"encoder_init": "pytorch"}, "train": {"lr": 1.0, "kl_start": 0.0, "warm_up": 10.0, "decay_patience": 5}}
+# Li et al. 2020 (`ruizheliUOA/TWR-VAE` lang_model/main.py): Adam lr 1e-4, KL weight 1 from the start, PyTorch's init.
+TWR = {"model": {"encoder_init": "pytorch"}, "train": {"optimizer": "adam", "lr": 1e-4, "kl_start": 1.0,
+                                                        "warm_up": 0.0}}
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,26 @@ _PRESETS = [
            "Zhu et al. 2020 with Li et al.'s AE pretraining"),
     Preset("ae-bnvae-0.7", "bnvae", {"gamma": 0.7, "pretrain": "ae"}, BNV, (f"{LM}: + AE BN-VAE (0.7) *",),
            "Zhu et al. 2020 with Li et al.'s AE pretraining"),
+    # after 2020 (issue 20): rows name their paper; their figures are not transcribed (shared/reference has none)
+    Preset("duvae", "duvae", {"gamma": 0.5, "p_drop": 0.2, "delta_rate": 1.0}, DU,
+           ("Shen et al. 2021 lm (Yahoo, Yelp): DU-VAE",), "Shen et al. 2021 (the authors' README command)",
+           "their yelp command; figures not transcribed"),
+    Preset("twr", "twr", {"partial": "none"}, TWR, ("Li et al. 2020 lm (PTB, Yelp, Yahoo): TWR-VAE",),
+           "Li et al. 2020 (the authors' main.py)",
+           "their model differs (embedding 512, hidden 256, encoder dropout 0.5) and their printed NLL adds every "
+           "step's KL to a reconstruction at the mean: the figures are not comparable with ours"),
 ]
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+
+# Methods whose paper prints no row on He et al.'s protocol that a preset could reproduce (`list --presets`).
+NO_PRESET = {
+    "controlvae": "Shao et al. 2020's language model is a Transformer decoder on PTB (vae_train.py), not He et al.'s "
+                  "LSTM VAE",
+    "coupled": "Wu et al. 2020 use their own model (bi-LSTM encoder, an MLP to the decoder's input, Adam 1e-3, KL "
+               "annealed from iteration 2,000 over 40,000), which the harness's recipe fields cannot express",
+    "mmd": "Zhao et al. 2019 print no text-VAE row on He et al.'s protocol",
+    "scalevae": "no code found and the paper's tables could not be read here (only its abstract)",
+}
 
 
 class UnknownPresetError(KeyError):
