@@ -106,7 +106,6 @@ NO_PRESET = {
     "coupled": "Wu et al. 2020 use their own model (bi-LSTM encoder, an MLP to the decoder's input, Adam 1e-3, KL "
                "annealed from iteration 2,000 over 40,000), which the harness's recipe fields cannot express",
     "mmd": "Zhao et al. 2019 print no text-VAE row on He et al.'s protocol",
-    "scalevae": "no code found and the paper's tables could not be read here (only its abstract)",
 }
 
 
