@@ -95,6 +95,7 @@ def cmd_list(args) -> int:
             print(f"{'':14s} its defaults are the paper's: {' | '.join(rows)}")
     for origin, why in registry.unavailable().items():
         print(f"unavailable: {origin}: {why}")
+    print("\n" + "\n".join(describe.decoder_lines()))
     print("\n" + "\n".join(describe.tag_legend()))
     print("One method in full (its paper, each parameter's type, range and meaning, its search space and cost): "
           "python -m collapse_bench list METHOD")
