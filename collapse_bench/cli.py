@@ -299,6 +299,7 @@ def cmd_study(args) -> int:
 def cmd_check(args) -> int:
     """The contract and the invariant of each named method (plug-ins included), before a sweep."""
     from .contract import check_method
+    from .config import size_config
     from .sweep import SECTIONS, section_overrides
     names = [registry.get(m).name for m in _required("check", ",".join(args.methods), "bnvae")]
     settings = _settings(args.set)
@@ -307,6 +308,7 @@ def cmd_check(args) -> int:
         raise ConfigError(f"check --set {bad[0]}.…: only SECTION.FIELD values ({', '.join(SECTIONS)}), e.g. "
                           f"--set model.decoder=cnn; a method's parameters are checked at their defaults")
     overrides = section_overrides(settings)
+    size_config("smoke", "synthetic").replace(**overrides)       # a bad value: exit 2 before anything trains
     failed = 0
     for name in names:
         print(f"{name}:" + (f" ({_shown_overrides(overrides)})" if overrides else ""))
