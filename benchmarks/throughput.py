@@ -26,6 +26,7 @@ import torch
 from collapse_bench import evaluate as ev
 from collapse_bench.config import ModelConfig, size_config
 from collapse_bench.data import ENV_VAR, SPECIALS, Batch, Corpus, DataError, DataLimits, Split, Vocab, load_corpus
+from collapse_bench.decoders import decoder_width
 from collapse_bench.method import Method
 from collapse_bench.methods.vanilla import Vanilla
 from collapse_bench.model import TextVAE
@@ -160,11 +161,27 @@ class GemmLimit:
                 torch.mm(a.T, c)
 
 
+def decoder_shapes(c: ModelConfig, R: int, L: int) -> Shapes:
+    """The products of c.decoder's `hidden` on R sentences of L positions (decoders.py), without the softmax layer."""
+    if c.decoder == "lstm":
+        return [(R * L, c.emb + c.nz, 4 * c.dec_hidden, 1), (R, c.dec_hidden, 4 * c.dec_hidden, L)]
+    w, n = decoder_width(c), R * L
+    if c.decoder == "cnn":
+        blocks = len(c.cnn_dilations)
+        return [(n, c.emb + c.nz, w, 1), (n, w, w // 2, blocks), (n, c.cnn_kernel * (w // 2), w // 2, blocks),
+                (n, w // 2, w, blocks), (n, w, c.dec_hidden, 1)]
+    P = L + (c.tf_z == "memory")                       # the memory prefix is one more position
+    d, layers = w // c.tf_heads, c.tf_layers
+    return [(n, c.emb, w, 1), (R, c.nz, w, 1),
+            (R * P, w, 3 * w, layers), (P, d, P, layers * R * c.tf_heads), (P, P, d, layers * R * c.tf_heads),
+            (R * P, w, w, layers), (R * P, w, 4 * w, layers), (R * P, 4 * w, w, layers), (n, w, c.dec_hidden, 1)]
+
+
 def train_shapes(w: Workload) -> Shapes:
     c, B, L = w.cfg, w.batch, w.length + 1
     return [(B * (L + 1), c.emb, 4 * c.enc_hidden, 1), (B, c.enc_hidden, 4 * c.enc_hidden, L + 1),   # encoder
             (B, c.enc_hidden, 2 * c.nz, 1),
-            (B * L, c.emb + c.nz, 4 * c.dec_hidden, 1), (B, c.dec_hidden, 4 * c.dec_hidden, L),      # decoder
+            *decoder_shapes(c, B, L),                                                                 # decoder
             (B * L, c.dec_hidden, w.vocab, 1)]                                                       # softmax layer
 
 
@@ -179,8 +196,7 @@ def iw_shapes(w: Workload, samples: int, chunk_rows: int = 4096, softmax_elems: 
     for k in range(0, samples, per_call):
         R = B * min(per_call, samples - k)
         full, rest = divmod(R * L, block)
-        out += [(R * L, c.emb + c.nz, 4 * c.dec_hidden, 1), (R, c.dec_hidden, 4 * c.dec_hidden, L),
-                (block, c.dec_hidden, w.vocab, full)] + ([(rest, c.dec_hidden, w.vocab, 1)] if rest else [])
+        out += [*decoder_shapes(c, R, L), (block, c.dec_hidden, w.vocab, full)] + ([(rest, c.dec_hidden, w.vocab, 1)] if rest else [])
     return out
 
 
@@ -255,14 +271,15 @@ def short_yelp(limits: DataLimits) -> tuple[Corpus, str]:
                        split(limits.max_test or 1000)), f"synthetic stand-in (no short-yelp files under {DATA})")
 
 
-def training_work(batches: int | None, seed: int = 0) -> Work:
+def training_work(batches: int | None, seed: int = 0, model: ModelConfig = SHORT_YELP.cfg) -> Work:
     """Vanilla training steps of the paper's short-Yelp model (Trainer.train_step, both optimisers, clipping) over
-    the `default` size's training pool, bucketed and ordered as its first epoch sees them; the first `batches`."""
+    the `default` size's training pool, bucketed and ordered as its first epoch sees them; the first `batches`.
+    `model`: another model (e.g. another decoder at the same sizes)."""
     cfg = size_config("default", "short-yelp")
     corpus, source = short_yelp(cfg.limits)
-    trainer = Trainer(Vanilla(), cfg.replace(model=dataclasses.asdict(SHORT_YELP.cfg)), corpus, seed=seed)
+    trainer = Trainer(Vanilla(), cfg.replace(model=dataclasses.asdict(model)), corpus, seed=seed)
     order = [trainer.train_batches[i] for i in trainer.rng.permutation(len(trainer.train_batches))][:batches]
-    loads = [Workload("batch", SHORT_YELP.cfg, len(corpus.vocab), b.tokens.shape[1] - 2, b.size) for b in order]
+    loads = [Workload("batch", model, len(corpus.vocab), b.tokens.shape[1] - 2, b.size) for b in order]
     limit = GemmLimit()
     for w in loads:
         limit.prepare(train_shapes(w))
@@ -275,19 +292,19 @@ def training_work(batches: int | None, seed: int = 0) -> Work:
                 [(w.batch, w.length) for w in loads])
 
 
-def iw_work(sentences: int, samples: int, seed: int = 0) -> Work:
+def iw_work(sentences: int, samples: int, seed: int = 0, model: ModelConfig = SHORT_YELP.cfg) -> Work:
     """evaluate.iw_nll with the protocol's chunking on `sentences` test sentences drawn at random (seeded), one item
     per length bucket, with an untrained paper short-Yelp model (the speed does not depend on the weights)."""
     corpus, source = short_yelp(size_config("default", "short-yelp").limits)
     test = corpus.test.subset(np.sort(np.random.default_rng(seed).choice(len(corpus.test), sentences, replace=False)))
     buckets = [test.subset(np.flatnonzero(test.lengths() == n)) for n in np.unique(test.lengths())]
     torch.manual_seed(seed)
-    model = TextVAE(SHORT_YELP.cfg, len(corpus.vocab)).eval()
-    loads = [Workload("bucket", SHORT_YELP.cfg, len(corpus.vocab), int(b.lengths()[0]), len(b)) for b in buckets]
+    vae = TextVAE(model, len(corpus.vocab)).eval()
+    loads = [Workload("bucket", model, len(corpus.vocab), int(b.lengths()[0]), len(b)) for b in buckets]
     limit = GemmLimit()
     for w in loads:
         limit.prepare(iw_shapes(w, samples))
-    return Work(source, lambda i: ev.iw_nll(Method(), model, buckets[i], samples, 4096, 256, "cpu"),
+    return Work(source, lambda i: ev.iw_nll(Method(), vae, buckets[i], samples, 4096, 256, "cpu"),
                 lambda i: limit.run(iw_shapes(loads[i], samples), backward=False),
                 [w.batch * samples * (w.length + 1) for w in loads], [flops(iw_shapes(w, samples), False) for w in loads],
                 [(w.batch, w.length) for w in loads])

@@ -97,6 +97,7 @@ def cmd_list(args) -> int:
             print(f"{'':14s} its defaults are the paper's: {' | '.join(rows)}")
     for origin, why in registry.unavailable().items():
         print(f"unavailable: {origin}: {why}")
+    print("\n" + "\n".join(describe.decoder_lines()))
     print("\n" + "\n".join(describe.tag_legend()))
     print("One method in full (its paper, each parameter's type, range and meaning, its search space and cost): "
           "python -m collapse_bench list METHOD")
@@ -302,14 +303,28 @@ def cmd_study(args) -> int:
 def cmd_check(args) -> int:
     """The contract and the invariant of each named method (plug-ins included), before a sweep."""
     from .contract import check_method
+    from .config import size_config
+    from .sweep import SECTIONS, section_overrides
     names = [registry.get(m).name for m in _required("check", ",".join(args.methods), "bnvae")]
+    settings = _settings(args.set)
+    bad = sorted(set(settings) - set(SECTIONS))
+    if bad:
+        raise ConfigError(f"check --set {bad[0]}.…: only SECTION.FIELD values ({', '.join(SECTIONS)}), e.g. "
+                          f"--set model.decoder=cnn; a method's parameters are checked at their defaults")
+    overrides = section_overrides(settings)
+    size_config("smoke", "synthetic").replace(**overrides)       # a bad value: exit 2 before anything trains
     failed = 0
     for name in names:
-        print(f"{name}:")
-        for o in check_method(name, on_outcome=lambda o: print(f"  [{o.status}] {o.check}: {o.detail}", flush=True)):
+        print(f"{name}:" + (f" ({_shown_overrides(overrides)})" if overrides else ""))
+        for o in check_method(name, on_outcome=lambda o: print(f"  [{o.status}] {o.check}: {o.detail}", flush=True),
+                              overrides=overrides):
             failed += o.status == "fail"
     print(f"{failed} check{'s' * (failed != 1)} failed" if failed else "every check passed")
     return 1 if failed else 0
+
+
+def _shown_overrides(overrides: dict[str, dict]) -> str:
+    return ", ".join(f"{sec}.{k}={v}" for sec, vals in overrides.items() for k, v in vals.items())
 
 
 def cmd_report(args) -> int:
@@ -418,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "contract every method keeps and the method's own Method.invariant; exit 1 "
                                     "if any check fails.")
     ck.add_argument("methods", nargs="+", metavar="METHOD", help="registered names or aliases (plug-ins too)")
+    ck.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="a size field every check uses, e.g. model.decoder=cnn; repeatable")
     ck.set_defaults(fn=cmd_check)
 
     rep = sub.add_parser("report", help="build the HTML leaderboard from DIR/results")

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field, fields
 from .data import DataLimits
 
 SIZES = ("smoke", "default", "study", "paper")
+DECODERS = ("lstm", "cnn", "transformer")
+# Yang et al. 2017's CNN decoders: dilations of their residual blocks (filter 3); receptive field 1 + 2 * sum.
+CNN_CONFIGS = {"scnn": (1, 2, 4), "mcnn": (1, 2, 4, 8, 16), "lcnn": (1, 2, 4, 8, 16) * 2,
+               "vlcnn": (1, 2, 4, 8, 16) * 3}
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -33,15 +37,38 @@ class ModelConfig:
     # U(+-1/sqrt(fan))), as the BN-VAE code's Gaussian encoder does (its uniform init is commented out); the
     # decoder always takes the ranges above. "uniform": the ranges above everywhere, as He et al.'s code.
     encoder_init: str = "pytorch"
+    # The decoder axis (collapse_bench/decoders.py). dec_width: the CNN's channels / the Transformer's width;
+    # 0 sizes it so its core has as many parameters as the LSTM decoder's at the same size.
+    decoder: str = "lstm"
+    dec_width: int = 0
+    cnn_dilations: tuple[int, ...] = CNN_CONFIGS["mcnn"]   # receptive field 63: the sentences of every size
+    cnn_kernel: int = 3
+    tf_layers: int = 2
+    tf_heads: int = 4
+    tf_z: str = "memory"            # how z reaches the Transformer: "memory" (a prefix it attends to) or "add"
 
     def __post_init__(self):
         _check(self.encoder_init in ("uniform", "pytorch"),
                f"model.encoder_init must be 'uniform' or 'pytorch', got {self.encoder_init!r}")
+        self._check_decoder()
         for n in ("emb", "enc_hidden", "dec_hidden"):
             _check(getattr(self, n) > 0, f"model.{n} must be > 0, got {getattr(self, n)}")
         _check(self.nz >= 0, f"model.nz must be >= 0, got {self.nz}")
         for n in ("dec_dropout_in", "dec_dropout_out"):
             _check(0 <= getattr(self, n) < 1, f"model.{n} must be in [0, 1), got {getattr(self, n)}")
+
+    def _check_decoder(self) -> None:
+        _check(self.decoder in DECODERS, f"model.decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        _check(self.dec_width >= 0 and self.dec_width % 2 == 0,
+               f"model.dec_width must be 0 (matched to the LSTM's parameter count) or an even width, got "
+               f"{self.dec_width}")
+        _check(len(self.cnn_dilations) >= 1 and all(d >= 1 for d in self.cnn_dilations),
+               f"model.cnn_dilations must be dilations >= 1, e.g. 1,2,4,8,16; got {self.cnn_dilations}")
+        _check(self.cnn_kernel >= 2, f"model.cnn_kernel must be >= 2 (Yang et al.: 3), got {self.cnn_kernel}")
+        _check(self.tf_layers >= 1, f"model.tf_layers must be >= 1, got {self.tf_layers}")
+        _check(self.tf_heads >= 1 and self.dec_width % self.tf_heads == 0,
+               f"model.tf_heads must be >= 1 and divide model.dec_width; got {self.tf_heads} for {self.dec_width}")
+        _check(self.tf_z in ("memory", "add"), f"model.tf_z must be 'memory' or 'add', got {self.tf_z!r}")
 
 
 @dataclass(frozen=True)
@@ -121,10 +148,11 @@ class SizeConfig:
 
 
 # The paper's model per corpus (LAG/PRE config files, protocol section 1.2).
+# The CNN decoder there is Yang et al.'s LCNN (receptive field 125), their CNN-VAE row on Yahoo and Yelp.
 _PAPER_MODELS = {
-    "yahoo": ModelConfig(512, 1024, 1024, 32),
-    "yelp": ModelConfig(512, 1024, 1024, 32),
-    "yahoo-mini": ModelConfig(512, 1024, 1024, 32),
+    "yahoo": ModelConfig(512, 1024, 1024, 32, cnn_dilations=CNN_CONFIGS["lcnn"]),
+    "yelp": ModelConfig(512, 1024, 1024, 32, cnn_dilations=CNN_CONFIGS["lcnn"]),
+    "yahoo-mini": ModelConfig(512, 1024, 1024, 32, cnn_dilations=CNN_CONFIGS["lcnn"]),
     "short-yelp": ModelConfig(128, 512, 512, 32),
     "ptb": ModelConfig(256, 256, 256, 32),
     "synthetic": ModelConfig(50, 50, 50, 32),

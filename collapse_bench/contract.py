@@ -38,9 +38,15 @@ class _Trained:
     before: dict[str, torch.Tensor]
 
 
-def _train(name: str, dataset: str, seed: int = 0) -> _Trained:
+def _overrides(extra: dict[str, dict] | None) -> dict[str, dict]:
+    """CHECK_OVERRIDES with the caller's SECTION.FIELD values on top (e.g. {"model": {"decoder": "cnn"}})."""
+    return {sec: {**CHECK_OVERRIDES.get(sec, {}), **(extra or {}).get(sec, {})}
+            for sec in {*CHECK_OVERRIDES, *(extra or {})}}
+
+
+def _train(name: str, dataset: str, seed: int = 0, overrides: dict[str, dict] | None = None) -> _Trained:
     trainer = build_trainer(CellSpec(name, dataset, "smoke", seed, registry.get(name).Params().to_dict(),
-                                     overrides=CHECK_OVERRIDES))
+                                     overrides=_overrides(overrides)))
     before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     metrics = ev.score(trainer.method, trainer.model, trainer.corpus, trainer.cfg.eval, trainer.device, seed)
@@ -88,10 +94,10 @@ def check_search_space(name: str) -> str:
     return f"suggests {', '.join(sorted(space))}; a draw is valid"
 
 
-def check_sizes(name: str, dataset: str) -> str:
+def check_sizes(name: str, dataset: str, overrides: dict[str, dict] | None = None) -> str:
     method = registry.get(name)()
     for size in SIZES:
-        method.check_config(size_config(size, dataset))
+        method.check_config(size_config(size, dataset).replace(**(overrides or {})))
     return f"accepted at {', '.join(SIZES)}"
 
 
@@ -107,8 +113,8 @@ def check_trains(t: _Trained) -> str:
     return f"NLL {m['nll']:.2f}, KL {m['kl']:.2f}, AU {m['au']}; {' and '.join(sorted(parts))} trained"
 
 
-def check_deterministic(t: _Trained, name: str, dataset: str) -> str:
-    again = _train(name, dataset).run.metrics
+def check_deterministic(t: _Trained, name: str, dataset: str, overrides: dict[str, dict] | None = None) -> str:
+    again = _train(name, dataset, overrides=overrides).run.metrics
     diff = [k for k in ("nll", "elbo", "kl", "mi", "au") if again[k] != t.run.metrics[k]]
     assert not diff, f"a second run with the same seed differs in {diff}: draw randomness from torch's seeded " \
                      f"generators or ctx.rng, not from an unseeded source"
@@ -142,18 +148,23 @@ def check_invariant(t: _Trained) -> str:
     return "Method.invariant holds on the trained run"
 
 
-def check_method(name: str, dataset: str = "synthetic", on_outcome: Callable[[Outcome], None] | None = None
-                 ) -> list[Outcome]:
-    """Run every check on `name` (smoke size, one epoch on a small corpus); each failure says what to fix."""
+def check_method(name: str, dataset: str = "synthetic", on_outcome: Callable[[Outcome], None] | None = None,
+                 overrides: dict[str, dict] | None = None) -> list[Outcome]:
+    """Run every check on `name` (smoke size, one epoch on a small corpus); each failure says what to fix.
+    `overrides`: typed SECTION.FIELD values every check uses, e.g. {"model": {"decoder": "cnn"}}."""
     name = registry.get(name).name
     outcomes: list[Outcome] = []
     trained: list[_Trained] = []
+
+    def first() -> _Trained:
+        return _first(trained, name, dataset, overrides)
     steps = [("registered", lambda: check_registered(name)), ("params", lambda: check_params(name)),
-             ("search space", lambda: check_search_space(name)), ("sizes", lambda: check_sizes(name, dataset)),
-             ("trains", lambda: check_trains(_first(trained, name, dataset))),
-             ("deterministic", lambda: check_deterministic(_first(trained, name, dataset), name, dataset)),
-             ("checkpoint", lambda: check_checkpoint(_first(trained, name, dataset))),
-             ("invariant", lambda: check_invariant(_first(trained, name, dataset)))]
+             ("search space", lambda: check_search_space(name)),
+             ("sizes", lambda: check_sizes(name, dataset, overrides)),
+             ("trains", lambda: check_trains(first())),
+             ("deterministic", lambda: check_deterministic(first(), name, dataset, overrides)),
+             ("checkpoint", lambda: check_checkpoint(first())),
+             ("invariant", lambda: check_invariant(first()))]
     for check, fn in steps:
         outcome = _outcome(check, fn)
         outcomes.append(outcome)
@@ -162,11 +173,11 @@ def check_method(name: str, dataset: str = "synthetic", on_outcome: Callable[[Ou
     return outcomes
 
 
-def _first(trained: list, name: str, dataset: str) -> _Trained:
+def _first(trained: list, name: str, dataset: str, overrides: dict[str, dict] | None = None) -> _Trained:
     """The run the checks share, trained once (a failure to train is reported by each check that needs it)."""
     if not trained:
         try:
-            trained.append(_train(name, dataset))
+            trained.append(_train(name, dataset, overrides=overrides))
         except Exception as e:  # noqa: BLE001
             trained.append(e)
     if isinstance(trained[0], Exception):

@@ -28,6 +28,22 @@ def tag_legend() -> list[str]:
     return textwrap.wrap(TAGS, _WIDTH)
 
 
+DECODER_SUMMARIES = {
+    "lstm": "He et al.'s LSTM, z joined to every input and c0 = Wz (the default; the protocol's)",
+    "cnn": "Yang et al. 2017's dilated causal CNN, residual blocks, z joined to every input "
+           "(model.cnn_dilations, default 1,2,4,8,16: receptive field 63)",
+    "transformer": "causal pre-norm Transformer from scratch, z as a prefix the attention reads "
+                   "(model.tf_z=memory, default) or added to every input (add)",
+}
+
+
+def decoder_lines() -> list[str]:
+    """What `list` says of the decoder axis."""
+    from .config import DECODERS
+    return ["Decoders (--set model.decoder=NAME; every method runs with each, sized to equal parameter counts; "
+            "each decoder's cells get boards of their own):"] + [f"  {d:12s} {DECODER_SUMMARIES[d]}" for d in DECODERS]
+
+
 def paper(cls: type[Method]) -> str:
     """The first parenthesis of the docstring's first line that names a year, e.g. 'Zhu et al. 2020'."""
     found = _YEAR.search(cls.description())

@@ -13,8 +13,8 @@ from . import __version__, registry
 
 _PACKAGE = Path(__file__).resolve().parent
 # The code every cell's numbers depend on, whatever the method: model, losses, training, scoring, data, config.
-HARNESS_SOURCES = ("config.py", "model.py", "posterior.py", "method.py", "context.py", "train.py", "evaluate.py",
-                   "probe.py", "cell.py", "data/*.py", "methods/helpers.py")
+HARNESS_SOURCES = ("config.py", "model.py", "decoders.py", "posterior.py", "method.py", "context.py", "train.py",
+                   "evaluate.py", "probe.py", "cell.py", "data/*.py", "methods/helpers.py")
 
 
 def _sha256(paths: list[Path]) -> str:

@@ -153,11 +153,19 @@ def size_of(rec: dict[str, Any]) -> str:
     """The size, qualified by any `--set SECTION.FIELD` overrides: such cells get their own board, are paired
     only with vanilla cells of the same setting, and never sit beside the paper's figures."""
     size = str(rec.get("size", "?"))
-    over = rec.get("overrides")
-    if not isinstance(over, dict) or not over:
-        return size
+    over = rec.get("overrides") if isinstance(rec.get("overrides"), dict) else {}
     items = [f"{sec}.{k}={v}" for sec, vals in sorted(over.items()) if isinstance(vals, dict) for k, v in sorted(vals.items())]
+    decoder = decoder_of(rec)
+    if decoder != "lstm" and f"model.decoder={decoder}" not in items:    # a preset's decoder: a board of its own
+        items.append(f"model.decoder={decoder}")
     return f"{size} ({', '.join(items)})" if items else size
+
+
+def decoder_of(rec: dict[str, Any]) -> str:
+    """The record's decoder (config.model.decoder); records from before the decoder axis ran the LSTM."""
+    cfg = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    return str(model.get("decoder") or "lstm")
 
 
 def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
@@ -171,8 +179,8 @@ def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
         "method": str(rec.get("method", "?")), "label": label_of(rec),
         "preset": str(rec["preset"]) if rec.get("preset") else None,
         "params": json.dumps(params_of(rec), sort_keys=True, default=str),
-        "dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "seed": seed_of(rec),
-        "status": status_of(rec), "error_type": etype, "error_message": emsg, "traceback": trace,
+        "dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "decoder": decoder_of(rec),
+        "seed": seed_of(rec), "status": status_of(rec), "error_type": etype, "error_message": emsg, "traceback": trace,
         "config": json.dumps(cfg, sort_keys=True, indent=1, default=str),
     }
     latent = has_latent(rec)
@@ -192,7 +200,7 @@ def frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [_row(r, i) for i, r in enumerate(records)]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=["cell", "method", "label", "params", "dataset", "size", "seed", "status",
+        return pd.DataFrame(columns=["cell", "method", "label", "params", "dataset", "size", "decoder", "seed", "status",
                                      "error_type", "error_message", *METRICS, *TIMING])
     probes = sorted((c for c in df.columns if c.startswith("probe@")), key=lambda c: probe_key(c[6:]))
     rest = [c for c in df.columns if not c.startswith("probe@")]

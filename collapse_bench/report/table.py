@@ -106,6 +106,7 @@ class Board:
     paper_matches: dict[str, list[list[str]]] = field(default_factory=dict)  # table title -> labels per paper row
     plots: list[tuple[str, str, str]] = field(default_factory=list)   # (title, inline svg, error if not drawn)
     findings: list = field(default_factory=list)    # report.findings.Finding, on boards that hold vanilla
+    decoder: str = "lstm"                           # model.decoder of every run on the board (load.size_of splits)
 
     @property
     def anchor(self) -> str:
@@ -200,7 +201,8 @@ def build_boards(df: pd.DataFrame) -> list[Board]:
         rows.sort(key=_sort_key)
         matches = {t.title: [[r.label for r in rows if pr.matches(r.preset)] for pr in t.rows]
                    for t in tables}
-        boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches))
+        decoder = str(runs["decoder"].iloc[0]) if "decoder" in runs else "lstm"
+        boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches, decoder=decoder))
     return boards
 
 

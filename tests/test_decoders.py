@@ -1,0 +1,137 @@
+"""The decoder axis (model.decoder): causality, z reaching the output, the LSTM unchanged, comparable sizes, and
+every method with every decoder through the contract at smoke size."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from collapse_bench import registry
+from collapse_bench.config import DECODERS, ConfigError, ModelConfig, SIZES, size_config
+from collapse_bench.decoders import core_parameters, decoder_width
+from collapse_bench.model import TextVAE
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CFG = ModelConfig(emb=16, enc_hidden=24, dec_hidden=24, nz=8, dec_dropout_in=0.0, dec_dropout_out=0.0)
+V = 40
+
+
+def _decoder(name: str, skip: bool = False, **model):
+    torch.manual_seed(0)
+    model = TextVAE(dataclasses.replace(CFG, decoder=name, **model), V, skip=skip).eval()
+    with torch.no_grad():                      # He et al.'s tiny init hides differences: make every weight matter
+        for p in model.decoder.parameters():
+            p.add_(torch.randn(p.shape) * 0.3)
+    return model.decoder
+
+
+def _tokens(b: int = 3, length: int = 12, seed: int = 1) -> torch.Tensor:
+    return torch.randint(4, V, (b, length), generator=torch.Generator().manual_seed(seed))
+
+
+VARIANTS = [("lstm", {}), ("cnn", {}), ("transformer", {"tf_z": "memory"}), ("transformer", {"tf_z": "add"})]
+IDS = [f"{d}{'-' + m['tf_z'] if m else ''}" for d, m in VARIANTS]
+
+
+def _change(tokens: torch.Tensor, k: int) -> torch.Tensor:
+    changed = tokens.clone()
+    changed[:, k] = (changed[:, k] + 1 - 4) % (V - 4) + 4
+    return changed
+
+
+@pytest.mark.parametrize("name,model", VARIANTS, ids=IDS)
+def test_causal_logits(name, model):
+    """Changing input token t+1 never changes the logits at positions <= t (the training path)."""
+    dec = _decoder(name, skip=True, **model)
+    inputs, z = _tokens()[:, :-1], torch.randn(3, CFG.nz)
+    base = dec.logits(inputs, z)
+    for t in range(inputs.shape[1] - 1):
+        after = dec.logits(_change(inputs, t + 1), z)
+        assert torch.equal(after[:, :t + 1], base[:, :t + 1]), f"a position <= {t} saw input {t + 1}"
+        assert not torch.equal(after[:, t + 1:], base[:, t + 1:]), f"input {t + 1} was never read"
+
+
+@pytest.mark.parametrize("name,model", VARIANTS, ids=IDS)
+def test_causal_iw_nll_path(name, model):
+    """IW-NLL's batched path (no grad, several z per sentence, the chunked output layer): changing token k of a
+    sentence never changes log p(x_j | x_<j, z) of the targets before it (positions < k-1; position k-1's target
+    is token k itself)."""
+    dec = _decoder(name, skip=True, **model)
+    tokens, z = _tokens(), torch.randn(3, 4, CFG.nz)
+    with torch.no_grad():
+        base = dec.token_log_prob(tokens, z)
+        for k in range(2, tokens.shape[1] - 1):
+            after = dec.token_log_prob(_change(tokens, k), z)
+            assert torch.equal(after[..., :k - 1], base[..., :k - 1]), f"a target before token {k} saw it"
+            assert not torch.equal(after[..., k:], base[..., k:]), f"token {k} was never read as an input"
+
+
+@pytest.mark.parametrize("name,model", VARIANTS, ids=IDS)
+def test_z_reaches_the_output(name, model):
+    dec = _decoder(name, **model)
+    tokens = _tokens()
+    inputs = tokens[:, :-1]
+    z1, z2 = torch.randn(3, CFG.nz), torch.randn(3, CFG.nz)
+    with torch.no_grad():
+        first = dec.logits(inputs, z1)
+        assert not torch.allclose(first[:, 0], dec.logits(inputs, z2)[:, 0]), "z must reach the first position"
+        assert not torch.allclose(first[:, -1], dec.logits(inputs, z2)[:, -1]), "z must reach the last position"
+
+
+@pytest.mark.parametrize("name,model", VARIANTS, ids=IDS)
+def test_batched_iw_path_matches_training_path(name, model):
+    """IW-NLL's no-grad path (chunked output layer, n z per sentence) scores what the training path scores."""
+    dec = _decoder(name, skip=True, **model)
+    tokens, z = _tokens(), torch.randn(3, 5, CFG.nz)
+    with torch.no_grad():
+        fast = dec.log_prob(tokens, z)
+    slow = torch.stack([dec.log_prob(tokens, z[:, k:k + 1])[:, 0] for k in range(5)], 1).detach()
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-4)
+
+
+def test_lstm_decoder_unchanged():
+    """The default decoder's seeded init and outputs equal those of the code before the decoder axis (70d4748)."""
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        from make_lstm_fixture import fixture
+    finally:
+        sys.path.remove(str(FIXTURES))
+    assert fixture() == json.loads((FIXTURES / "lstm_decoder_log_prob.json").read_text())
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dataset", ["short-yelp", "ptb", "yahoo"])
+def test_comparable_parameter_counts(size, dataset):
+    """At every size the CNN's and the Transformer's cores are within 15% of the LSTM's (the embedding and the
+    output layer have the same shapes in all three)."""
+    cfg = size_config(size, dataset).model
+    lstm = core_parameters(cfg)
+    for name in ("cnn", "transformer"):
+        other = core_parameters(dataclasses.replace(cfg, decoder=name))
+        assert abs(other - lstm) / lstm < 0.15, (name, other, lstm)
+
+
+def test_width_setting_and_errors():
+    cfg = dataclasses.replace(CFG, decoder="transformer", dec_width=32)
+    assert decoder_width(cfg) == 32
+    with pytest.raises(ConfigError, match="model.decoder must be one of"):
+        ModelConfig(decoder="gru")
+    with pytest.raises(ConfigError, match="divide model.dec_width"):
+        ModelConfig(decoder="transformer", dec_width=30, tf_heads=4)
+    with pytest.raises(ConfigError, match="tf_z"):
+        ModelConfig(tf_z="cross")
+
+
+@pytest.mark.parametrize("decoder", [d for d in DECODERS if d != "lstm"])
+@pytest.mark.parametrize("method", sorted(registry.names()))
+def test_contract_with_each_decoder(method, decoder):
+    """Every method trains, scores, is deterministic, survives a checkpoint and keeps its invariant with each
+    decoder at smoke size (the LSTM's are tests/test_contract.py's)."""
+    from collapse_bench.contract import check_method
+    outcomes = check_method(method, "synthetic", overrides={"model": {"decoder": decoder}})
+    failed = [o for o in outcomes if o.status == "fail"]
+    assert not failed, failed
