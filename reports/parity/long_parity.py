@@ -50,8 +50,9 @@ class Stop(Exception):
     pass
 
 
-def our_trainer(corpus, init: dict[str, torch.Tensor], freeze_last_row: bool):
-    """Our vanilla model on the parity budget, started from the original's initial weights."""
+def our_trainer(corpus, init: dict[str, torch.Tensor], freeze_last_row: bool, clip_order: list[str] | None = None):
+    """Our vanilla model on the parity budget, started from the original's initial weights; with `clip_order`, the
+    joint gradient clipping sums the parameters' norms in that order (our naming) instead of ours."""
     from collapse_bench.train import Trainer
     cfg = parity_config(1, "pytorch")
     trainer = Trainer(build_method("vanilla"), cfg, corpus, seed=0)
@@ -61,6 +62,10 @@ def our_trainer(corpus, init: dict[str, torch.Tensor], freeze_last_row: bool):
     if freeze_last_row:      # the original's nn.Embedding(..., padding_idx=-1): no gradient for the last word's row
         last = state["decoder.embed.weight"].shape[0] - 1
         trainer.model.decoder.embed.weight.register_hook(lambda g: g.index_fill(0, torch.tensor([last]), 0.0))
+    if clip_order is not None:
+        named = dict(trainer.model.named_parameters())
+        assert sorted(clip_order) == sorted(n for n, p in named.items() if p.requires_grad)
+        trainer._params = [named[n] for n in clip_order]
     trainer.model.train()
     return trainer
 
@@ -92,7 +97,7 @@ def our_step(T, trainer, tokens: torch.Tensor, eps: torch.Tensor, bits: torch.Te
 
 
 def lockstep(code: Path, subset: str, seed: int, steps: int | None, every: int, perturb: str,
-             freeze_last_row: bool) -> dict:
+             freeze_last_row: bool, original_clip_order: bool) -> dict:
     T = load_test_module()
     from common import load_parity_corpus
     corpus = load_parity_corpus(subset)
@@ -136,8 +141,11 @@ def lockstep(code: Path, subset: str, seed: int, steps: int | None, every: int, 
         if k == 0:
             o = self.state_dict()
             init = {n: o[t].detach().clone() for n, t in MAPPING.items()}
+            inverse = {t: n for n, t in MAPPING.items()}
+            order = [inverse[t] for t, p in self.named_parameters() if p.requires_grad and t in inverse]
+            rec["clip_order"] = order if original_clip_order else None
             for tag in ("ours", "ours+1ulp"):
-                st[tag] = our_trainer(corpus, init, freeze_last_row)
+                st[tag] = our_trainer(corpus, init, freeze_last_row, order if original_clip_order else None)
             w = dict(st["ours+1ulp"].model.named_parameters())[perturb]
             with torch.no_grad():
                 flat_w = w.view(-1)
@@ -214,16 +222,23 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=25, help="parameter distances every this many steps")
     ap.add_argument("--perturb", default="decoder.lstm.weight_hh_l0", help="our parameter whose first entry moves 1 ulp")
     ap.add_argument("--no-freeze-last-row", action="store_true", help="train the last word's decoder row in ours")
+    ap.add_argument("--original-clip-order", action="store_true",
+                    help="ours sums the parameters' gradient norms for the joint clip in the original's order "
+                         "(vae.parameters(): its decoder registers trans_linear before the LSTM, ours init_state after)")
     ap.add_argument("--out", type=Path, help="result JSON (default results[/subset-*]/long_parity__seedN.json)")
     a = ap.parse_args()
     produced_by = provenance_of_run(a.code.resolve())
     torch.set_num_threads(1)
     torch.Tensor.cuda = lambda self, *args, **kw: self
-    rec = lockstep(a.code.resolve(), a.subset, a.seed, a.steps, a.every, a.perturb, not a.no_freeze_last_row)
+    rec = lockstep(a.code.resolve(), a.subset, a.seed, a.steps, a.every, a.perturb, not a.no_freeze_last_row,
+                   a.original_clip_order)
     result = {"about": "original text_anneal_fb.py and ours in lockstep from the same weights, batches and noise "
                        "(reports/parity/long_parity.py)", "subset": a.subset, "seed": a.seed, "perturb": a.perturb,
-              "freeze_last_row": not a.no_freeze_last_row, "produced_by": produced_by, "summary": summary(rec), **rec}
-    out = a.out or subset_results(a.subset) / f"long_parity__seed{a.seed}{'' if a.steps is None else f'__{a.steps}steps'}.json"
+              "freeze_last_row": not a.no_freeze_last_row, "original_clip_order": a.original_clip_order,
+              "produced_by": produced_by, "summary": summary(rec), **rec}
+    name = f"long_parity__seed{a.seed}" + ("__original-clip-order" if a.original_clip_order else "") \
+        + ("" if a.steps is None else f"__{a.steps}steps")
+    out = a.out or subset_results(a.subset) / f"{name}.json"
     write_result(out, result)
     print(json.dumps(result["summary"], indent=1))
     for d in rec["distance"]:
