@@ -50,13 +50,15 @@ class Stop(Exception):
     pass
 
 
-def our_trainer(corpus, init: dict[str, torch.Tensor], freeze_last_row: bool, clip_order: list[str] | None = None):
+def our_trainer(corpus, init: dict[str, torch.Tensor] | None, freeze_last_row: bool, clip_order: list[str] | None = None):
     """Our vanilla model on the parity budget, started from the original's initial weights; with `clip_order`, the
     joint gradient clipping sums the parameters' norms in that order (our naming) instead of ours."""
     from collapse_bench.train import Trainer
     cfg = parity_config(1, "pytorch")
     trainer = Trainer(build_method("vanilla"), cfg, corpus, seed=0)
     state = trainer.model.state_dict()
+    if init is None:        # ours' own initialisation (Trainer seed 0)
+        return trainer
     assert set(state) == set(init), sorted(set(state) ^ set(init))
     trainer.model.load_state_dict(init, strict=True)
     if freeze_last_row:      # the original's nn.Embedding(..., padding_idx=-1): no gradient for the last word's row
@@ -68,6 +70,43 @@ def our_trainer(corpus, init: dict[str, torch.Tensor], freeze_last_row: bool, cl
         trainer._params = [named[n] for n in clip_order]
     trainer.model.train()
     return trainer
+
+
+def batch_mix(batches: list[tuple[int, np.ndarray]]) -> dict:
+    """(size, labels) per batch -> how many batches, how many of one sentence, and the share of label-pure batches
+    among the rest (the BN-VAE issue of parity.md's first row: a file's label order leaking into batches)."""
+    multi = [labels for size, labels in batches if size >= 2]
+    return {"batches": len(batches), "one_sentence_batches": sum(size == 1 for size, _ in batches),
+            "label_pure_share": float(np.mean([len(set(labels.tolist())) == 1 for labels in multi])),
+            "mean_minority_share": float(np.mean([min(labels.mean(), 1 - labels.mean()) for labels in multi]))}
+
+
+def side_checks(corpus, data: Path, MonoTextData, vocab, original_init: dict[str, torch.Tensor]) -> dict:
+    """What the lockstep holds equal, measured on each side's own terms: the batches each side would build from the
+    training file (the original's MonoTextData batching; ours' bucket_batches with the run seeds 0-3), and the
+    initial weights each side draws (the original's, from its main() with its seed; ours, Trainer seed 0): range,
+    sd and a two-sample KS test per tensor."""
+    from scipy import stats
+
+    from collapse_bench.data import bucket_batches
+    mono = MonoTextData(str(data / "train.txt"), label=True, vocab=vocab)
+    xs, ys = mono.create_data_batch_labels(batch_size=BUDGET["batch_size"], device="cpu", batch_first=True)
+    out = {"original_batches": batch_mix([(len(x), np.asarray([int(v) for v in y], dtype=float))
+                                          for x, y in zip(xs, ys)])}
+    for seed in range(4):
+        out[f"ours_batches_seed{seed}"] = batch_mix([(b.size, b.labels.numpy().astype(float)) for b in
+                                                     bucket_batches(corpus.train, BUDGET["batch_size"], seed=seed)])
+    ours = our_trainer(corpus, None, False).model.state_dict()
+    rng = np.random.default_rng(0)
+    init = {}
+    for name, o in original_init.items():
+        a, b = o.double().reshape(-1).numpy(), ours[name].double().reshape(-1).numpy()
+        take = lambda v: v if len(v) <= 20000 else rng.choice(v, 20000, replace=False)  # noqa: E731
+        init[name] = {"original": [float(a.min()), float(a.max()), float(a.std())],
+                      "ours": [float(b.min()), float(b.max()), float(b.std())],
+                      "ks_p": float(stats.ks_2samp(take(a), take(b)).pvalue)}
+    out["init_min_max_sd"] = init
+    return out
 
 
 def flat(state: dict[str, torch.Tensor], names) -> torch.Tensor:
@@ -144,6 +183,7 @@ def lockstep(code: Path, subset: str, seed: int, steps: int | None, every: int, 
             inverse = {t: n for n, t in MAPPING.items()}
             order = [inverse[t] for t, p in self.named_parameters() if p.requires_grad and t in inverse]
             rec["clip_order"] = order if original_clip_order else None
+            rec["checks"] = side_checks(corpus, data, MonoTextData, vocab, init)
             for tag in ("ours", "ours+1ulp"):
                 st[tag] = our_trainer(corpus, init, freeze_last_row, order if original_clip_order else None)
             w = dict(st["ours+1ulp"].model.named_parameters())[perturb]
