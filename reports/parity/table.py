@@ -50,8 +50,8 @@ def vae_epochs(timing: dict) -> list[float]:
 def valid_elbo(r: dict) -> float:
     """The final epoch's validation -ELBO (full valid set, one sample, KL weight 1): ours' curve, the original's
     test(VAL) as run_original.py records it; NaN for records written before it was recorded."""
-    if r["implementation"] == "ours":
-        points = [p for p in r.get("curves", []) if not p.get("partial")]
+    if "curves" in r:
+        points = [p for p in r["curves"] if not p.get("partial")]
     else:
         points = r.get("valid_curve") or []
     return float(points[-1]["valid_loss"]) if points else float("nan")
@@ -64,7 +64,8 @@ def main_table(folder: Path = RESULTS, with_valid: bool = False) -> list[str]:
             + " | " + " | ".join(f"probe@{p} raw μ" for p in PROBES) + " | probe@100 std. | s/epoch |",
             "|" + "---|" * (4 + len(COLUMNS) + with_valid + len(PROBES) + 1)]
     for method in METHODS:
-        impls = sorted({impl for (m, impl) in runs if m == method}, key=lambda i: (i != "original", i))
+        impls = sorted({impl for (m, impl) in runs if m == method and not impl.startswith(TYPED_IN)},
+                       key=lambda i: (i != "original", i))
         for impl in impls:
             rs = sorted(runs[(method, impl)], key=lambda r: r["seed"])
             m = [r["metrics"] for r in rs]
@@ -95,6 +96,17 @@ def delta_estimator() -> list[str]:
     return lines
 
 
+TYPED_IN = "issue24-"     # figures typed in from issue 24's table (runs of another session): bands only, marked
+
+
+def side_runs(runs: dict, method: str, side: str) -> list[tuple[dict, bool]]:
+    """A side's runs, ours first; a typed-in record of a seed that was not rerun here is added, marked True."""
+    own = sorted(runs.get((method, side), []), key=lambda r: r["seed"])
+    seeds = {r["seed"] for r in own}
+    typed = [r for r in runs.get((method, TYPED_IN + side), []) if r["seed"] not in seeds]
+    return [(r, False) for r in own] + [(r, True) for r in sorted(typed, key=lambda r: r["seed"])]
+
+
 def band(values: list[float]) -> str:
     if len(values) < 2:
         return fmt(values, 2)
@@ -115,17 +127,17 @@ def subset_bands(subset: str = "first", method: str = "vanilla") -> list[str]:
     """Each side's seed band (min – max, mean ± sd) of the final valid −ELBO and the IW-NLL, and where ours' runs
     fall against the original's band."""
     runs = load(subset_results(subset))
-    orig = sorted(runs.get((method, "original"), []), key=lambda r: r["seed"])
-    ours = sorted(runs.get((method, "ours"), []), key=lambda r: r["seed"])
+    orig, ours = side_runs(runs, method, "original"), side_runs(runs, method, "ours")
+    seeds = lambda side: ",".join(f"{r['seed']}{'*' if typed else ''}" for r, typed in side)  # noqa: E731
     metrics = {"valid −ELBO (final epoch)": valid_elbo, "IW-NLL (test 0–499, K = 500)": lambda r: r["metrics"]["iw_nll"]}
     lines = ["| quantity | original: seeds | original: runs | original: band (mean ± sd) | ours: seeds | ours: runs | "
              "ours: band (mean ± sd) | ours' runs inside the original's band | ours − original (Welch) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, get in metrics.items():
-        o, u = [get(r) for r in orig], [get(r) for r in ours]
+        o, u = [get(r) for r, _ in orig], [get(r) for r, _ in ours]
         inside = sum(min(o) <= v <= max(o) for v in u) if o else 0
-        lines.append(f"| {name} | {','.join(str(r['seed']) for r in orig)} | {fmt(o, 2)} | {band(o)} | "
-                     f"{','.join(str(r['seed']) for r in ours)} | {fmt(u, 2)} | {band(u)} | {inside} of {len(u)} | "
+        lines.append(f"| {name} | {seeds(orig)} | {fmt(o, 2)} | {band(o)} | "
+                     f"{seeds(ours)} | {fmt(u, 2)} | {band(u)} | {inside} of {len(u)} | "
                      f"{welch(u, o)} |")
     return lines
 
