@@ -142,17 +142,21 @@ def subset_bands(subset: str = "first", method: str = "vanilla") -> list[str]:
     return lines
 
 
+DISTANCE_AT = (20, 60, 100, 140, 200, 300)
+
+
 def long_parity(subset: str = "first") -> list[str]:
     """long_parity.py's lockstep epochs: where ours parts from the original, and from itself after a 1-ulp nudge."""
     lines = ["| run | steps | ours' clip order | pair | loss first differs at step | rel. loss diff > 1e-4 at | "
-             "> 1e-2 at | > 1e-1 at | param. distance (rel. L2) at steps 250 / 500 / 1000 / end |",
+             "> 1e-2 at | > 1e-1 at | param. distance (rel. L2) at steps " + " / ".join(map(str, DISTANCE_AT))
+             + " / end |",
              "|---|---|---|---|---|---|---|---|---|"]
     for f in sorted(subset_results(subset).glob("long_parity__*.json")):
         r = json.loads(f.read_text())
         for pair in ("original_vs_ours", "ours_vs_ours+1ulp"):
             s = r["summary"][pair]
             dist = {d["step"]: d[pair]["rel_l2"] for d in r["distance"]}
-            at = [dist.get(k) for k in (250, 500, 1000)] + [r["distance"][-1][pair]["rel_l2"]]
+            at = [dist.get(k) for k in DISTANCE_AT] + [r["distance"][-1][pair]["rel_l2"]]
             cell = lambda v: "–" if v is None else str(v)  # noqa: E731
             lines.append(f"| {f.stem} | {r['steps']} | {'original' if r.get('original_clip_order') else 'ours'} | "
                          f"{pair.replace('_vs_', ' vs ')} | {cell(s['first_step_loss_differs'])} | "
