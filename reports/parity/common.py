@@ -22,6 +22,12 @@ TRAIN_FILE_SENTENCES = 40000     # the parity training file (prepare_data.py); a
 BUDGET = dict(train_sentences=TRAIN_FILE_SENTENCES, epochs=4, warm_up=2, kl_start=0.1, lr=1.0, batch_size=32, emb=128,
               hidden=512, nz=32, iw_samples=500, iw_sentences=500, latent_sentences=1000)
 
+# The training file of a parity row (--subset): "draw" = the harness's 40,000-sentence training subset (a seeded draw
+# from the short-Yelp pool, data seed 0, kept in pool order; the first row of parity.md); "first" = the pool's first
+# 40,000 sentences in pool order (issue 24's second row). Everything else (valid, test, labelled subsets, vocabulary)
+# is the same file for both.
+SUBSETS = ("draw", "first")
+
 AGG_TRAIN_SENTENCES = 1000   # Agg-VAE's smaller budget: the first 1,000 of the 40,000 training lines, rest unchanged
 
 # One table row per method: the original code's flags (valdersoul/bn-vae text_anneal_fb.py) and ours. `init` is
@@ -56,6 +62,51 @@ def register_original_config(dataset: str, *, emb: int, hidden: int, nz: int, ba
                   "epochs": epochs, "test_nepoch": 5, "train_data": str(train), "val_data": str(valid),
                   "test_data": str(test), **extra}
     sys.modules[cfg.__name__] = cfg
+
+
+def subset_data(subset: str) -> Path:
+    """The folder of the parity files of a subset (prepare_data.py writes it)."""
+    return WORK / ("data" if subset == "draw" else f"data-{subset}")
+
+
+def subset_results(subset: str) -> Path:
+    """Where a subset's result records go: the first row's stay at results/ (table.py's main table)."""
+    return RESULTS if subset == "draw" else RESULTS / f"subset-{subset}"
+
+
+def subset_work(subset: str) -> Path:
+    """Where a subset's runs keep their checkpoints (not committed)."""
+    return WORK if subset == "draw" else WORK / f"subset-{subset}"
+
+
+def load_parity_corpus(subset: str):
+    """The harness's short-Yelp corpus with the training file of `subset` (SUBSETS), through the harness's loader."""
+    from collapse_bench.data import DataLimits, load_corpus
+    if subset == "draw":
+        return load_corpus("short-yelp", data_dir(), DataLimits(max_train=TRAIN_FILE_SENTENCES), seed=0)
+    if subset != "first":
+        raise SystemExit(f"unknown subset {subset!r}; known: {SUBSETS}")
+    corpus = load_corpus("short-yelp", data_dir(), DataLimits(), seed=0)
+    corpus.train = corpus.train.subset(np.arange(TRAIN_FILE_SENTENCES))
+    return corpus
+
+
+def provenance_of_run(code: str | os.PathLike | None = None) -> dict:
+    """What produced a result: the command, this repository's commit (and whether its tree was dirty), and the commit
+    of the original code's checkout when one ran."""
+    import subprocess
+
+    def git(cwd, *args):
+        try:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+    root = HERE.parents[1]
+    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "harness_commit": git(root, "rev-parse", "HEAD"),
+           "harness_dirty": bool(git(root, "status", "--porcelain", "--untracked-files=no"))}
+    if code is not None:
+        out["original_commit"] = git(code, "rev-parse", "HEAD")
+    return out
 
 
 def data_dir() -> Path:

@@ -16,6 +16,11 @@ Changes to the original, all made here from the outside (its files are untouched
   one is scored); its seed is --taskid (an index into its own seed list).
 
     python reports/parity/run_original.py --code /path/to/bn-vae --method bnvae --seed 0
+    python reports/parity/run_original.py --code /path/to/bn-vae --method vanilla --seed 202 --subset first
+
+--subset first trains on the pool's first 40,000 sentences (prepare_data.py --subset first) and writes its record
+under results/subset-first/. Each record keeps the validation curve of the script's own test() (valid -ELBO, KL,
+MI per epoch) and what produced it (command, this repository's commit, the original checkout's commit).
 """
 from __future__ import annotations
 
@@ -30,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, WORK, probe_raw_mu, probe_standardised,
-                    register_original_config, write_result)
+from common import (BUDGET, LABEL_SIZES, METHODS, SUBSETS, TRAIN_FILE_SENTENCES, probe_raw_mu, probe_standardised,
+                    provenance_of_run, register_original_config, subset_data, subset_results, subset_work,
+                    write_result)
 
 
 def main() -> None:
@@ -43,22 +49,25 @@ def main() -> None:
     ap.add_argument("--shuffled-train", action="store_true",
                     help="train on a seeded shuffle of the training file (result tagged 'original-shuffled'): the "
                          "file is in pool order, and this tests what that order does to the original's batches")
+    ap.add_argument("--subset", choices=SUBSETS, default="draw", help="which 40,000 training sentences (common.SUBSETS)")
     ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
     a = ap.parse_args()
+    a.code = str(Path(a.code).resolve())
+    produced_by = provenance_of_run(a.code)
     tag = "-shuffled" if a.shuffled_train else ""
     spec = METHODS[a.method]
     BUDGET.update(spec.get("budget", {}))
     if a.quick:
         BUDGET.update(epochs=1, iw_samples=100)    # calc_iwnll draws samples in chunks of 100
         tag += "-quick"
-    out = RESULTS / f"original{tag}__{a.method}__seed{a.seed}.json"
+    out = subset_results(a.subset) / f"original{tag}__{a.method}__seed{a.seed}.json"
     if out.exists() and not a.quick:
         print(f"{out} exists; delete it to rerun")
         return
     torch.set_num_threads(a.threads)
     torch.Tensor.cuda = lambda self, *args, **kw: self   # CPU
-    data = WORK / "data"
-    run_dir = WORK / f"original{tag}" / f"{a.method}__seed{a.seed}"
+    data = subset_data(a.subset)
+    run_dir = subset_work(a.subset) / f"original{tag}" / f"{a.method}__seed{a.seed}"
     train_file = data / "train.txt"
     if a.shuffled_train:
         lines = train_file.read_text().splitlines(keepends=True)
@@ -148,6 +157,7 @@ def main() -> None:
     probe_std = probe_standardised(feats, labels)
     eval_wall = time.perf_counter() - t1
     record = {"implementation": "original", "train_order": "shuffled" if a.shuffled_train else "pool",
+              "subset": a.subset, "produced_by": produced_by,
               "code": "jxhe/vae-lagging-encoder text.py" if spec.get("code") == "he" else
                       "valdersoul/bn-vae " + ("text_beta.py --beta 0, then " if ae else "") + "text_anneal_fb.py",
               "script_seed": getattr(args, "seed", a.seed),
@@ -156,6 +166,7 @@ def main() -> None:
               "metrics": {"iw_nll": float(iw_nll), "iw_ppl": float(iw_ppl), "kl": float(kl), "mi": float(mi),
                           "au": int(au), "elbo_nll": float(nll_elbo), "probe_raw_mu": probe,
                           "probe_standardised": probe_std},
+              "valid_curve": vae_run["valid_curve"],
               "timing": {"train_wall_seconds": vae_run["train_wall"] + (ae["train_wall"] if ae else 0.0),
                          "epoch_seconds": vae_run["epoch_seconds"], "ae_epoch_seconds": ae and ae["epoch_seconds"],
                          "eval_seconds": eval_wall, "threads": a.threads},
@@ -179,6 +190,7 @@ def run_script(module: str, argv: list[str], vocab, keep_last: Path | None = Non
     calc_iwnll = script.calc_iwnll
     script.calc_iwnll = lambda *args, **kw: (float("nan"), float("nan"))
     epoch_ends: list[float] = []
+    valid_curve: list[dict] = []
     test = script.test
 
     def timed_test(model, batches, mode, args, verbose=True):
@@ -187,7 +199,11 @@ def run_script(module: str, argv: list[str], vocab, keep_last: Path | None = Non
             if keep_last:
                 keep_last.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(model.state_dict(), keep_last)
-        return test(model, batches, mode, args, verbose)
+        result = test(model, batches, mode, args, verbose)
+        if mode == "VAL" and len(result) >= 3:     # (loss, nll = -ELBO per sentence, kl, ...) in both scripts
+            valid_curve.append({"epoch": len(valid_curve) + 1, "valid_loss": float(result[1]),
+                                "valid_kl": float(result[2])})
+        return result
     script.test = timed_test
     sys.argv = [f"{module}.py", *argv]
     args = script.init_config()
@@ -196,6 +212,7 @@ def run_script(module: str, argv: list[str], vocab, keep_last: Path | None = Non
     script.test, script.calc_iwnll = test, calc_iwnll
     starts = [t0] + epoch_ends[:-1]
     return {"script": script, "args": args, "argv": argv, "train_wall": time.perf_counter() - t0,
+            "valid_curve": valid_curve,
             "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)]}
 
 

@@ -4,6 +4,7 @@ IW-NLL (K=500) on test lines 0-499, KL/MI/AU on lines 0-999, and the raw-mu prob
 The harness's own probe (standardised mu) is recorded too, as evidence for the standardisation choice.
 
     python reports/parity/run_ours.py --method bnvae --seed 0
+    python reports/parity/run_ours.py --method vanilla --seed 2 --subset first   # issue 24's file: results/subset-first/
 """
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ import torch
 from collapse_bench import evaluate as ev
 from collapse_bench import registry
 from collapse_bench.config import EvalConfig, ModelConfig, SizeConfig, TrainConfig
-from collapse_bench.data import DataLimits, load_corpus
+from collapse_bench.data import DataLimits
 from collapse_bench.store import provenance
 from collapse_bench.context import TrainCallback
 from collapse_bench.train import Trainer
-from common import (BUDGET, LABEL_SIZES, METHODS, RESULTS, TRAIN_FILE_SENTENCES, WORK, data_dir, probe_raw_mu,
-                    probe_standardised, write_result)
+from common import (BUDGET, LABEL_SIZES, METHODS, SUBSETS, TRAIN_FILE_SENTENCES, load_parity_corpus, probe_raw_mu,
+                    probe_standardised, provenance_of_run, subset_results, subset_work, write_result)
 
 
-def parity_config(threads: int, encoder_init: str) -> SizeConfig:
+def parity_config(threads: int, encoder_init: str, subset: str = "draw") -> SizeConfig:
     b = BUDGET
     return SizeConfig(
         "parity",
@@ -34,7 +35,8 @@ def parity_config(threads: int, encoder_init: str) -> SizeConfig:
         TrainConfig(epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], kl_start=b["kl_start"],
                     warm_up=b["warm_up"], threads=threads, select="last"),
         EvalConfig(iw_samples=b["iw_samples"]),
-        DataLimits(max_train=TRAIN_FILE_SENTENCES))
+        # the subset "first" is cut from the whole pool by load_parity_corpus, not by a limit
+        DataLimits(max_train=TRAIN_FILE_SENTENCES if subset == "draw" else None))
 
 
 def build_method(parity_name: str, extra: dict[str, str] | None = None):
@@ -93,6 +95,7 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the result name, e.g. for an ablation")
     ap.add_argument("--set", action="append", default=[], help="extra method param NAME=VALUE")
     ap.add_argument("--init", choices=("pytorch", "uniform"), help="encoder init (default: the original's)")
+    ap.add_argument("--subset", choices=SUBSETS, default="draw", help="which 40,000 training sentences (common.SUBSETS)")
     ap.add_argument("--quick", action="store_true", help="a tiny budget to check this script, results not kept")
     ap.add_argument("--agg-aggressive-epochs", type=int,
                     help="ablation (agg only): end the aggressive phase after this many epochs instead of by the MI "
@@ -106,14 +109,15 @@ def main() -> None:
         if a.method != "agg":
             raise SystemExit("--agg-aggressive-epochs applies to --method agg only")
         a.tag += f"-aggressive{a.agg_aggressive_epochs}"
-    out = RESULTS / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
+    out = subset_results(a.subset) / f"ours{a.tag}__{a.method}__seed{a.seed}.json"
     if out.exists() and not a.quick:
         print(f"{out} exists; delete it to rerun")
         return
     torch.set_num_threads(a.threads)
-    cfg = parity_config(a.threads, a.init or METHODS[a.method]["init"])
+    cfg = parity_config(a.threads, a.init or METHODS[a.method]["init"], a.subset)
     method = build_method(a.method, dict(kv.split("=", 1) for kv in a.set))
-    corpus = load_corpus("short-yelp", data_dir(), cfg.limits, seed=0)
+    produced_by = provenance_of_run()
+    corpus = load_parity_corpus(a.subset)
     if BUDGET["train_sentences"] < len(corpus.train):   # a smaller budget: the head of the parity training file
         corpus.train = corpus.train.subset(np.arange(BUDGET["train_sentences"]))
     if a.agg_aggressive_epochs is not None:
@@ -124,11 +128,12 @@ def main() -> None:
     timing = trainer.fit()
     train_wall = time.perf_counter() - t0
     if not a.quick:      # the final model, for later analysis (as the original's driver keeps its checkpoints)
-        run_dir = WORK / f"ours{a.tag}" / f"{a.method}__seed{a.seed}"
+        run_dir = subset_work(a.subset) / f"ours{a.tag}" / f"{a.method}__seed{a.seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
         torch.save(trainer.model.state_dict(), run_dir / "model.pt")
     metrics, eval_seconds = score(method, trainer.model, corpus, cfg, trainer.device)
     record = {"implementation": "ours", "method": a.method, "params": method.params.to_dict(), "seed": a.seed,
+              "subset": a.subset, "produced_by": produced_by, "train_sentences": len(corpus.train),
               "budget": BUDGET, "config": cfg.to_dict(),
               "metrics": metrics,
               "timing": {"train_wall_seconds": train_wall, "epoch_seconds": np.diff([t0] + epoch_ends.times).tolist(),

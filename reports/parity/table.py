@@ -2,6 +2,9 @@
 
     python reports/parity/table.py                     # prints Markdown: the main table
     python reports/parity/table.py delta-estimator     # δ-VAE's IW-NLL split by delta_estimator.py
+    python reports/parity/table.py subset-first        # the second row's runs (results/subset-first/, issue 24)
+    python reports/parity/table.py subset-first-bands  # vanilla's seed bands on that subset, each side
+    python reports/parity/table.py long-parity         # long_parity.py's lockstep epochs (results/subset-first/)
     python reports/parity/table.py --update reports/parity.md   # rewrites each table under its marker comment
 """
 from __future__ import annotations
@@ -11,15 +14,17 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import METHODS, RESULTS
+from common import METHODS, RESULTS, subset_results
 
 COLUMNS = [("iw_nll", "IW-NLL", 2), ("kl", "KL", 2), ("mi", "MI", 2), ("au", "AU", 0), ("elbo_nll", "−ELBO", 2)]
 PROBES = ("100", "1000", "10000")
 
 
-def load() -> dict[tuple[str, str], list[dict]]:
+def load(folder: Path = RESULTS) -> dict[tuple[str, str], list[dict]]:
     out: dict[tuple[str, str], list[dict]] = {}
-    for f in sorted(RESULTS.glob("*.json")):
+    for f in sorted(folder.glob("*__seed*.json")):
+        if f.name.startswith("long_parity"):      # long_parity.py's lockstep records: long_parity()
+            continue
         r = json.loads(f.read_text())
         impl = f.stem.split("__")[0]       # ours, original, original-shuffled, original-scored-by-ours
         out.setdefault((r["method"], impl), []).append(r)
@@ -42,17 +47,30 @@ def vae_epochs(timing: dict) -> list[float]:
     return seconds
 
 
-def main_table() -> list[str]:
-    runs = load()
+def valid_elbo(r: dict) -> float:
+    """The final epoch's validation -ELBO (full valid set, one sample, KL weight 1): ours' curve, the original's
+    test(VAL) as run_original.py records it; NaN for records written before it was recorded."""
+    if "curves" in r:
+        points = [p for p in r["curves"] if not p.get("partial")]
+    else:
+        points = r.get("valid_curve") or []
+    return float(points[-1]["valid_loss"]) if points else float("nan")
+
+
+def main_table(folder: Path = RESULTS, with_valid: bool = False) -> list[str]:
+    runs = load(folder)
     rows = ["| method | implementation | seeds | " + " | ".join(c for _, c, _ in COLUMNS)
+            + (" | valid −ELBO" if with_valid else "")
             + " | " + " | ".join(f"probe@{p} raw μ" for p in PROBES) + " | probe@100 std. | s/epoch |",
-            "|" + "---|" * (4 + len(COLUMNS) + len(PROBES) + 1)]
+            "|" + "---|" * (4 + len(COLUMNS) + with_valid + len(PROBES) + 1)]
     for method in METHODS:
-        impls = sorted({impl for (m, impl) in runs if m == method}, key=lambda i: (i != "original", i))
+        impls = sorted({impl for (m, impl) in runs if m == method and not impl.startswith(TYPED_IN)},
+                       key=lambda i: (i != "original", i))
         for impl in impls:
             rs = sorted(runs[(method, impl)], key=lambda r: r["seed"])
             m = [r["metrics"] for r in rs]
-            cells = [fmt([x[k] for x in m], d) for k, _, d in COLUMNS]
+            cells = [fmt([x[k] for x in m], d) for k, _, d in COLUMNS] + ([fmt([valid_elbo(r) for r in rs], 2)]
+                                                                        if with_valid else [])
             probes = [fmt([100 * x["probe_raw_mu"][p] for x in m], 1) for p in PROBES]
             std = fmt([100 * x["probe_standardised"]["100"] for x in m if "probe_standardised" in x], 1)
             epoch = fmt([statistics.mean(vae_epochs(r["timing"])) for r in rs if "epoch_seconds" in r["timing"]], 0)
@@ -78,7 +96,81 @@ def delta_estimator() -> list[str]:
     return lines
 
 
-TABLES = {"python reports/parity/table.py": main_table, "python reports/parity/table.py delta-estimator": delta_estimator}
+TYPED_IN = "issue24-"     # figures typed in from issue 24's table (runs of another session): bands only, marked
+
+
+def side_runs(runs: dict, method: str, side: str) -> list[tuple[dict, bool]]:
+    """A side's runs, ours first; a typed-in record of a seed that was not rerun here is added, marked True."""
+    own = sorted(runs.get((method, side), []), key=lambda r: r["seed"])
+    seeds = {r["seed"] for r in own}
+    typed = [r for r in runs.get((method, TYPED_IN + side), []) if r["seed"] not in seeds]
+    return [(r, False) for r in own] + [(r, True) for r in sorted(typed, key=lambda r: r["seed"])]
+
+
+def band(values: list[float]) -> str:
+    if len(values) < 2:
+        return fmt(values, 2)
+    return (f"{min(values):.2f} – {max(values):.2f} ({statistics.mean(values):.2f} ± "
+            f"{statistics.stdev(values):.2f})")
+
+
+def welch(a: list[float], b: list[float]) -> str:
+    """Difference of means (a − b), Welch's t and its two-sided p (scipy), for the reader's judgement."""
+    if len(a) < 2 or len(b) < 2:
+        return "–"
+    from scipy import stats
+    t, p = stats.ttest_ind(a, b, equal_var=False)
+    return f"{statistics.mean(a) - statistics.mean(b):+.2f} (t = {t:.2f}, p = {p:.2f})"
+
+
+def subset_bands(subset: str = "first", method: str = "vanilla") -> list[str]:
+    """Each side's seed band (min – max, mean ± sd) of the final valid −ELBO and the IW-NLL, and where ours' runs
+    fall against the original's band."""
+    runs = load(subset_results(subset))
+    orig, ours = side_runs(runs, method, "original"), side_runs(runs, method, "ours")
+    seeds = lambda side: ",".join(f"{r['seed']}{'*' if typed else ''}" for r, typed in side)  # noqa: E731
+    metrics = {"valid −ELBO (final epoch)": valid_elbo, "IW-NLL (test 0–499, K = 500)": lambda r: r["metrics"]["iw_nll"]}
+    lines = ["| quantity | original: seeds | original: runs | original: band (mean ± sd) | ours: seeds | ours: runs | "
+             "ours: band (mean ± sd) | ours' runs inside the original's band | ours − original (Welch) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, get in metrics.items():
+        o, u = [get(r) for r, _ in orig], [get(r) for r, _ in ours]
+        inside = sum(min(o) <= v <= max(o) for v in u) if o else 0
+        lines.append(f"| {name} | {seeds(orig)} | {fmt(o, 2)} | {band(o)} | "
+                     f"{seeds(ours)} | {fmt(u, 2)} | {band(u)} | {inside} of {len(u)} | "
+                     f"{welch(u, o)} |")
+    return lines
+
+
+DISTANCE_AT = (20, 60, 100, 140, 200, 300)
+
+
+def long_parity(subset: str = "first") -> list[str]:
+    """long_parity.py's lockstep epochs: where ours parts from the original, and from itself after a 1-ulp nudge."""
+    lines = ["| run | steps | ours' clip order | pair | loss first differs at step | rel. loss diff > 1e-4 at | "
+             "> 1e-2 at | > 1e-1 at | param. distance (rel. L2) at steps " + " / ".join(map(str, DISTANCE_AT))
+             + " / end |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for f in sorted(subset_results(subset).glob("long_parity__*.json")):
+        r = json.loads(f.read_text())
+        for pair in ("original_vs_ours", "ours_vs_ours+1ulp"):
+            s = r["summary"][pair]
+            dist = {d["step"]: d[pair]["rel_l2"] for d in r["distance"]}
+            at = [dist.get(k) for k in DISTANCE_AT] + [r["distance"][-1][pair]["rel_l2"]]
+            cell = lambda v: "–" if v is None else str(v)  # noqa: E731
+            lines.append(f"| {f.stem} | {r['steps']} | {'original' if r.get('original_clip_order') else 'ours'} | "
+                         f"{pair.replace('_vs_', ' vs ')} | {cell(s['first_step_loss_differs'])} | "
+                         f"{cell(s['first_step_rel_loss_diff_above_0.0001'])} | "
+                         f"{cell(s['first_step_rel_loss_diff_above_0.01'])} | "
+                         f"{cell(s['first_step_rel_loss_diff_above_0.1'])} | "
+                         + " / ".join("–" if v is None else f"{v:.1e}" for v in at) + " |")
+    return lines
+
+
+TABLES = {"python reports/parity/table.py": main_table, "python reports/parity/table.py delta-estimator": delta_estimator,
+          "python reports/parity/table.py subset-first": lambda: main_table(subset_results("first"), with_valid=True),
+          "python reports/parity/table.py subset-first-bands": subset_bands,
+          "python reports/parity/table.py long-parity": long_parity}
 
 
 def update(page: Path) -> None:
@@ -103,4 +195,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--update"]:
         update(Path(sys.argv[2]))
     else:
-        print("\n".join(delta_estimator() if sys.argv[1:] == ["delta-estimator"] else main_table()))
+        print("\n".join(TABLES[" ".join(["python reports/parity/table.py", *sys.argv[1:]])]()))
