@@ -72,6 +72,12 @@ class CoupledVAE(Method):
         def search_space(trial) -> dict:
             return {"couple_weight": trial.suggest_float("couple_weight", 0.01, 10.0, log=True)}
 
+    def check_config(self, cfg) -> None:
+        require(cfg.model.decoder == "lstm",
+                f"coupled with model.decoder={cfg.model.decoder!r}: the coupling matches the decoders' initial LSTM "
+                f"cell state c0 = Wz (our adaptation of the authors' toInit(z)), which only the LSTM decoder has; "
+                f"use --set model.decoder=lstm")
+
     def build_model(self, cfg: ModelConfig, vocab_size: int) -> TextVAE:
         return CoupledModel(cfg, vocab_size, make_head=self.posterior_head)
 
