@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import math
@@ -41,7 +40,7 @@ import torch
 from common import (BUDGET, SUBSETS, provenance_of_run, register_original_config, subset_data, subset_results,
                     write_result)
 from run_ours import build_method, parity_config
-from step_parity import MAPPING, load_test_module
+from step_parity import MAPPING, import_original, load_test_module
 
 THRESHOLDS = (1e-6, 1e-4, 1e-2, 1e-1)
 
@@ -141,15 +140,8 @@ def lockstep(code: Path, subset: str, seed: int, steps: int | None, every: int, 
     from common import load_parity_corpus
     corpus = load_parity_corpus(subset)
     data = subset_data(subset)
-    sys.path.insert(0, str(code))
+    script, MonoTextData, VocabEntry, VAE = import_original(code)
     cwd = os.getcwd()
-    os.chdir(code)
-    try:
-        script = importlib.import_module("text_anneal_fb")
-        from data.text_data import MonoTextData, VocabEntry
-        from modules.vae import VAE
-    finally:
-        os.chdir(cwd)
     vocab = VocabEntry({w: i for i, w in enumerate(json.loads((data / "vocab.json").read_text()))})
     script.MonoTextData = lambda fname, label=False, max_length=None, vocab=None, _v=vocab: \
         MonoTextData(fname, label=label, max_length=max_length, vocab=vocab or _v)

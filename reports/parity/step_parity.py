@@ -99,6 +99,20 @@ def mapping_for(method: str) -> dict[str, str]:
     return {**MAPPING, **(BN_MAPPING if method == "bnvae" else {})}
 
 
+def import_original(code: Path):
+    """The original's training script and the classes a driver hooks (imported from its folder, as it expects)."""
+    sys.path.insert(0, str(code))
+    cwd = os.getcwd()
+    os.chdir(code)
+    try:
+        script = importlib.import_module("text_anneal_fb")
+        from data.text_data import MonoTextData, VocabEntry
+        from modules.vae import VAE
+    finally:
+        os.chdir(cwd)
+    return script, MonoTextData, VocabEntry, VAE
+
+
 def load_test_module():
     spec = importlib.util.spec_from_file_location("test_step_parity", ROOT / "tests" / "test_step_parity.py")
     mod = importlib.util.module_from_spec(spec)
@@ -129,15 +143,8 @@ def run_original(code: Path, name: str, corpus: dict, steps: int = STEPS, epochs
     T = load_test_module()
     spec = METHODS[name]
     mapping = mapping_for(spec["method"])
-    sys.path.insert(0, str(code))
+    script, MonoTextData, VocabEntry, VAE = import_original(code)
     cwd = os.getcwd()
-    os.chdir(code)
-    try:
-        script = importlib.import_module("text_anneal_fb")
-        from data.text_data import MonoTextData, VocabEntry
-        from modules.vae import VAE
-    finally:
-        os.chdir(cwd)
     tmp = Path(tempfile.mkdtemp(prefix="step_parity_"))
     words = lambda s: " ".join(VOCAB[i] for i in s) + "\n"  # noqa: E731
     (tmp / "train.txt").write_text("".join(map(words, corpus["train"])))
