@@ -5,24 +5,27 @@ raises for a failure inside the cell. The driver turns the result into a record 
 from __future__ import annotations
 
 import functools
+import io
 import resource
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 
 from . import presets, registry
 from .config import SizeConfig, size_config
 from .context import TrainCallback
 from .data import Corpus, DataLimits, load_corpus
-from .evaluate import score
-from .fingerprint import code_fingerprint
+from .evaluate import Scores, score_all
+from .fingerprint import code_fingerprint, harness_code
 from .method import Method
 from .store import CellResult, build_record, now, provenance, safe_name, short_hash
 from .train import Trainer
 
+MODEL_FORMAT = 1
 DATA_SEED = 0   # every cell of a dataset sees the same subsample and splits, whatever the run seed
 
 
@@ -37,6 +40,7 @@ class CellSpec:
     data_dir: str | None = None
     device: str = "cpu"
     preset: str | None = None       # a named paper configuration: its recipe applies before `overrides`
+    keep_model: bool = True         # keep the scored model under OUT/models/ (for `rescore`)
 
     def make_method(self) -> Method:
         cls = registry.get(self.method)
@@ -114,8 +118,10 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
         result.provenance["dataset_hash"] = trainer.corpus.fingerprint()
         timing = trainer.fit()
         t0 = time.perf_counter()
-        result.metrics = score(trainer.method, trainer.model, trainer.corpus, cfg.eval, trainer.device, spec.seed)
+        scores = score_all(trainer.method, trainer.model, trainer.corpus, cfg.eval, trainer.device, spec.seed)
         timing.update(eval_seconds=time.perf_counter() - t0, threads=cfg.train.threads)
+        result.metrics, result.scoring = scores.metrics, scoring_note("training run")
+        result.evidence = evidence(spec, trainer.model, scores, result.provenance["code"])
         result.status, result.timing = "ok", timing
     except Exception as e:  # noqa: BLE001 - a failed cell must be recorded, not lose the sweep
         result.error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
@@ -125,6 +131,36 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
         result.timing["peak_memory_mb"] = peak_memory_mb(spec.device)
         result.provenance["finished"] = now()
     return result
+
+
+def scoring_note(by: str, **more) -> dict:
+    """Which scoring produced a record's metrics: the scoring code's hash, by what, and anything more."""
+    return {"code": harness_code()["scoring"], "by": by, **more}
+
+
+def evidence(spec: CellSpec, model: torch.nn.Module, scores: Scores, code: dict) -> dict[str, bytes]:
+    """The files kept beside a record: the per-sentence IW-NLL (committed with a study) and, when the cell keeps
+    it, the scored model with every test sentence's posterior mean (OUT/models/, never committed)."""
+    out = {"sentences": sentence_file(scores)}
+    if spec.keep_model:
+        out["model"] = model_file(spec, model, scores, code)
+    return out
+
+
+def sentence_file(scores: Scores) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, nll=scores.nll.astype(np.float64), index=scores.iw_index.astype(np.int32))
+    return buf.getvalue()
+
+
+def model_file(spec: CellSpec, model: torch.nn.Module, scores: Scores, code: dict) -> bytes:
+    """A kept model as data only (tensors, strings, numbers: `torch.load(..., weights_only=True)` reads it)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    mean = None if scores.test_mean is None else torch.from_numpy(scores.test_mean)
+    buf = io.BytesIO()
+    torch.save({"format": MODEL_FORMAT, "cell": spec.cell, "method": spec.method, "code": code, "state_dict": state,
+                "test_mean": mean}, buf)
+    return buf.getvalue()
 
 
 def run_record(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) -> dict:

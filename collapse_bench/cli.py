@@ -169,15 +169,30 @@ def cmd_run(args) -> int:
     if args.params_from is not None:
         from .tune import apply_best_params
         settings = apply_best_params(settings, args.params_from, methods)
-    if not args.no_baseline and VANILLA not in {registry.get(m).name for m in methods}:
+    against = args.against is not None
+    if not (args.no_baseline or against) and VANILLA not in {registry.get(m).name for m in methods}:
         methods = [VANILLA, *methods]       # its finished cells in OUT are reused, like any finished cell
     specs = expand(methods, datasets, sizes, args.seeds, settings, data_dir=args.data_dir, device=args.device)
     if preset_names:
         sections = {k: v for k, v in settings.items() if k in SECTIONS}
         specs += expand_presets(preset_names, datasets, sizes, args.seeds, sections, data_dir=args.data_dir,
                                 device=args.device)
+    borrowed = _borrow_against(args, specs) if against else []
     return _run_and_report(args, specs, overwrite=args.overwrite, report=not args.no_report,
-                           keep_stale=args.keep_stale)
+                           keep_stale=args.keep_stale, extra_records=borrowed)
+
+
+def _borrow_against(args, specs: list) -> list[dict]:
+    """`--against DIR`: DIR's comparable cells, checked before anything runs, copied into OUT (DIR is only read)."""
+    from .against import borrow, comparable_cells
+    if args.against.resolve() == args.out.resolve():
+        raise ConfigError(f"--against {args.against} is the --out folder; give the published folder to rank against "
+                          f"and another --out for the new cells")
+    records = comparable_cells(specs, args.against)
+    borrow(records, args.against, args.out)
+    print(f"ranked against {len(records)} cells of {args.against} (listed in {args.out}/against.json); only the new "
+          f"cells run", file=sys.stderr)
+    return records
 
 
 def _say_stale(specs: list, out: Path, keep_stale: bool) -> None:
@@ -194,33 +209,38 @@ def _say_stale(specs: list, out: Path, keep_stale: bool) -> None:
             print(f"  {cell}: {why}", file=sys.stderr)
 
 
-def _run_and_report(args, specs: list, *, overwrite: bool, report: bool, keep_stale: bool = False) -> int:
-    """Run the cells not finished in args.out (progress on stderr), print the tables, build the leaderboard."""
+def _run_and_report(args, specs: list, *, overwrite: bool, report: bool, keep_stale: bool = False,
+                    out: Path | None = None, dearest_first: bool = True, extra_records: list[dict] = ()) -> int:
+    """Run the cells not finished in `out` (default args.out; progress on stderr), print the tables, build the
+    leaderboard. `dearest_first=False` runs them in the given order (the study's deep tier: seed-major)."""
+    out = out or args.out
     from .progress import SweepProgress
     from .sweep import pending, run_sweep
     if not overwrite:
-        _say_stale(specs, args.out, keep_stale)
-    todo = pending(specs, args.out, overwrite, keep_stale)
+        _say_stale(specs, out, keep_stale)
+    todo = pending(specs, out, overwrite, keep_stale, dearest_first)
     threads = max(s.size_config().train.threads for s in specs)
     executor, where = _executor(args, len(todo), threads, auto="process")
-    head = f"{len(specs)} cell{'s' * (len(specs) != 1)}: {len(specs) - len(todo)} already done in {args.out}, " \
+    head = f"{len(specs)} cell{'s' * (len(specs) != 1)}: {len(specs) - len(todo)} already done in {out}, " \
            f"{len(todo)} to run"
     print(f"{head} {where}" if todo else head, file=sys.stderr)
     try:
-        with SweepProgress(len(todo), out=args.out) as progress:
+        with SweepProgress(len(todo), out=out) as progress:
             on_result = _warm_report_when_a_core_idles(progress.finish, len(todo), getattr(executor, "jobs", 1)) \
                 if report else progress.finish
-            records = run_sweep(specs, args.out, executor, overwrite=overwrite, keep_stale=keep_stale,
+            records = run_sweep(specs, out, executor, overwrite=overwrite, keep_stale=keep_stale,
+                                dearest_first=dearest_first,
                                 on_result=on_result, on_start=progress.start, on_step=progress.step)
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; rerun the same command to run what is missing", file=sys.stderr)
         return 130
+    records = [*extra_records, *records]
     print(summary_table(records))
     if vs := baseline_table(records):
         print("\n" + vs)
     if report:
         from .report import build_report
-        print(f"leaderboard: {build_report(args.out, warn=_warn)}")
+        print(f"leaderboard: {build_report(out, warn=_warn)}")
     return 0 if all(r["status"] == "ok" for r in records) else 1
 
 
@@ -286,18 +306,27 @@ def cmd_tune(args) -> int:
 
 
 def cmd_study(args) -> int:
-    """The published study: STUDY_METHODS x STUDY_DATASETS x STUDY_SEEDS at size `study` (config.py),
-    then the leaderboard with the paper's findings checked. A rerun on finished results runs nothing."""
-    from .config import STUDY_DATASETS, STUDY_METHODS, STUDY_SEEDS
+    """The study's tiers (config.STUDY_TIERS: quick, deep), each into OUT/<tier>/ with its leaderboard. Resumable:
+    a rerun runs only the cells without a result of the code now, and on finished results rebuilds the same pages."""
     if args.set or args.threads is not None:
-        raise ConfigError("study: its configuration is fixed (size `study` in collapse_bench/config.py) so that its "
-                          "results stay one study; drop --set/--threads, or use `run --size study --set ...` "
-                          "with another --out for a variation")
-    from .sweep import expand
+        raise ConfigError("study: its configuration is fixed (config.STUDY_TIERS and the sizes `study` and `deep` in "
+                          "collapse_bench/config.py) so that its results stay one study; drop --set/--threads, or use "
+                          "`run --size study --set ...` with another --out for a variation")
+    from .config import STUDY_TIERS
+    from .study import study_tiers
     _check_out(args.out)
-    specs = expand(list(STUDY_METHODS), list(STUDY_DATASETS), ["study"], list(args.seeds or STUDY_SEEDS),
-                   data_dir=args.data_dir, device=args.device)
-    return _run_and_report(args, specs, overwrite=False, report=True)
+    names = list(STUDY_TIERS) if args.tier == "all" else _required("--tier", args.tier, "quick")
+    tiers = study_tiers(names, args.out, args.seeds, data_dir=args.data_dir, device=args.device)
+    status = 0
+    for t in tiers:
+        print(f"tier {t.tier.name} (size {t.tier.size}): {len(t.specs)} cells into {t.out}")
+        for method, board, why in t.left_out:
+            print(f"  {method} is not run on {board}: {why}")
+        for method, (seeds, why) in t.tier.fewer_seeds.items():
+            print(f"  {method} runs seeds {','.join(map(str, seeds))}: {why}")
+        status = max(status, _run_and_report(args, t.specs, overwrite=False, report=True, out=t.out,
+                                             dearest_first=False))
+    return status
 
 
 def cmd_check(args) -> int:
@@ -325,6 +354,28 @@ def cmd_check(args) -> int:
 
 def _shown_overrides(overrides: dict[str, dict]) -> str:
     return ", ".join(f"{sec}.{k}={v}" for sec, vals in overrides.items() for k, v in vals.items())
+
+
+def cmd_rescore(args) -> int:
+    """Score the kept models of a finished run again, with changed evaluation settings, into another folder."""
+    from .config import size_config
+    from .rescore import rescore
+    from .sweep import section_overrides
+    settings = _settings(args.set)
+    if set(settings) - {"eval"}:
+        raise ConfigError(f"rescore --set {sorted(set(settings) - {'eval'})[0]}.…: only eval.FIELD=VALUE (a model is "
+                          f"scored again, not retrained), e.g. --set eval.iw_samples=500")
+    overrides = section_overrides(settings).get("eval", {})
+    size_config("smoke", "synthetic").replace(eval=overrides)       # a bad value: exit 2 before anything is read
+    if not (args.dir / "results").is_dir():
+        raise ConfigError(f"rescore {args.dir}: no results/ folder there; give the --out folder of a finished run")
+    dest = args.out or args.dir.with_name(args.dir.name + "-rescored")
+    methods = [registry.get(m).name for m in _csv(args.methods)] or None
+    records = rescore(args.dir, dest, overrides, methods, args.data_dir, args.device,
+                      on_record=lambda r: print(f"{r['cell']}: NLL {r['metrics']['nll']:.3f}", flush=True))
+    from .report import build_report
+    print(f"{len(records)} cells rescored into {dest}; {build_report(dest, None, warn=_warn)}")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -388,6 +439,10 @@ def _run_parser(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("--no-baseline", action="store_true",
                    help="do not add vanilla (by default every dataset/size/seed/--set also runs vanilla, or reuses its "
                         "finished cell in OUT, and the summary shows each method's difference to it)")
+    r.add_argument("--against", default=None, type=Path, metavar="DIR",
+                   help="rank the methods against DIR's finished cells of the same dataset, size, seeds, settings, "
+                        "code and scoring (e.g. reports/study/quick) instead of rerunning vanilla; only the new "
+                        "cells run; DIR is only read")
     r.add_argument("--params-from", default=None, type=Path, metavar="DIR",
                    help="use the best tuned params of each method from DIR/tune/*.best.json (or one such file); "
                         "--set still overrides them")
@@ -421,9 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_args(t)
     t.set_defaults(fn=cmd_tune)
 
-    st = sub.add_parser("study", help="the published study: every method, short-Yelp and PTB, 3 seeds, size study "
-                                      "(resumable; a rerun on finished results only rebuilds the page)")
-    st.add_argument("--out", default="reports/study", type=Path)
+    st = sub.add_parser("study", help="the published study's tiers: quick (every remedy x decoder on short-Yelp, "
+                                      "the LSTM on PTB) and deep (11x the training, the LSTM on short-Yelp); 3 seeds "
+                                      "(resumable; a rerun on finished results only rebuilds the pages)")
+    st.add_argument("--out", default="reports/study", type=Path, help="the tiers go to OUT/quick and OUT/deep")
+    st.add_argument("--tier", default="all", help="quick, deep or all (default)")
     st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
     _execution_args(st)
     st.set_defaults(fn=cmd_study)
@@ -437,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a size field every check uses, e.g. model.decoder=cnn; repeatable")
     ck.set_defaults(fn=cmd_check)
 
+    rs = sub.add_parser("rescore", help="score a run's kept models again (no retraining) into another folder")
+    rs.add_argument("dir", type=Path, help="the --out folder of a finished run (its models/ and results/)")
+    rs.add_argument("--set", action="append", default=[], metavar="eval.FIELD=VALUE",
+                    help="an evaluation setting to change, e.g. eval.iw_samples=500; repeatable")
+    rs.add_argument("--out", type=Path, default=None, help="where the rescored records go (default: DIR-rescored)")
+    rs.add_argument("--methods", default="", help="only these methods' cells (comma-separated; default: all)")
+    rs.add_argument("--data-dir", default=None, help="corpus folder (or set COLLAPSE_BENCH_DATA)")
+    rs.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    rs.set_defaults(fn=cmd_rescore)
     rep = sub.add_parser("report", help="build the HTML leaderboard from DIR/results")
     rep.add_argument("dir", type=Path)
     rep.add_argument("-o", "--output", type=Path, default=None)

@@ -43,6 +43,7 @@ def encode_batches(method: Method, model: TextVAE, split: Split, batch_size: int
     return [method.eval_posterior(model, b.tokens) for b in _buckets(split, batch_size, device)]
 
 
+SCORE_SEED = 7919         # scoring draws from torch seeded at SCORE_SEED + the cell's seed
 IW_SUBSET_SEED = 0      # eval.iw_sentences: the same test sentences for every cell, whatever its run seed
 
 
@@ -136,23 +137,48 @@ def probe_features(method: Method, model: TextVAE, split: Split, batch_size: int
     return encode(method, model, split, batch_size, device).mean.cpu().double().numpy()
 
 
+def iw_index(test_sentences: int, iw_sentences: int | None) -> np.ndarray:
+    """Positions in the test split of the sentences IW-NLL is measured on: all, or a fixed seeded subset of
+    `iw_sentences` (the same for every cell, whatever its run seed, so per-sentence figures pair across cells)."""
+    if iw_sentences is None or iw_sentences >= test_sentences:
+        return np.arange(test_sentences)
+    return np.sort(np.random.default_rng(IW_SUBSET_SEED).choice(test_sentences, iw_sentences, replace=False))
+
+
 def iw_lines(test: Split, iw_sentences: int | None) -> Split:
-    """The test sentences IW-NLL is measured on: all, or a fixed seeded subset of `iw_sentences` (the same for
-    every cell, whatever its run seed)."""
+    """The test sentences IW-NLL is measured on (`iw_index`)."""
     if iw_sentences is None or iw_sentences >= len(test):
         return test
-    return test.subset(np.sort(np.random.default_rng(IW_SUBSET_SEED).choice(len(test), iw_sentences, replace=False)))
+    return test.subset(iw_index(len(test), iw_sentences))
 
 
-def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
-    """Every test metric of the protocol for a trained model (eval mode, best checkpoint)."""
+@dataclass
+class Scores:
+    """A scoring's metrics and the evidence behind them: the per-sentence IW-NLL on the test sentences `iw_index`
+    and every test sentence's posterior mean (None without a latent)."""
+    metrics: dict
+    nll: np.ndarray
+    iw_index: np.ndarray
+    test_mean: np.ndarray | None = None
+
+
+def score_all(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> Scores:
+    """Every test metric of the protocol for a trained model (eval mode, best checkpoint), with its evidence.
+    Seeded from the cell's seed, so scoring a kept model again gives the same figures."""
     model.eval()
+    torch.manual_seed(SCORE_SEED + seed)
     with precision(device, cfg.precision):
         return _score(method, model, corpus, cfg, device, seed)
 
 
-def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
+def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
+    """Every test metric of the protocol for a trained model (`score_all`'s metrics)."""
+    return score_all(method, model, corpus, cfg, device, seed).metrics
+
+
+def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> Scores:
     test = corpus.test
+    index = iw_index(len(test), cfg.iw_sentences)
     iw_test = iw_lines(test, cfg.iw_sentences)
     nll = iw_nll(method, model, iw_test, cfg.iw_samples, cfg.iw_chunk_rows, cfg.batch_size, device)
     rec, kl = elbo_terms(method, model, test, cfg.batch_size, device)
@@ -161,9 +187,16 @@ def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, devi
                "iw_samples": cfg.iw_samples if model.has_latent else 0, "mi_estimator": MI_ESTIMATOR,
                "test_sentences": len(test), "has_latent": model.has_latent}
     if not model.has_latent:
-        return metrics
-    stats = latent_stats(encode(method, model, test, cfg.batch_size, device), cfg.au_threshold)
+        return Scores(metrics, nll, index)
+    post = encode(method, model, test, cfg.batch_size, device)
+    stats = latent_stats(post, cfg.au_threshold)
     metrics.update(mi=stats.mi, au=stats.au)
+    metrics["probe"] = _probe(method, model, corpus, cfg, device, seed)
+    return Scores(metrics, nll, index, post.mean.detach().float().cpu().numpy())
+
+
+def _probe(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
+    test = corpus.test
     if corpus.num_classes and test.labels is not None and corpus.valid.labels is not None:
         feats = lambda split: probe_features(method, model, split, cfg.batch_size, device)  # noqa: E731
         valid, tst = (feats(corpus.valid), corpus.valid.labels), (feats(test), test.labels)
@@ -181,5 +214,5 @@ def _score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, devi
             x = np.zeros((len(corpus.train), x_used.shape[1]))
             x[used] = x_used
             y = corpus.train.labels
-        metrics["probe"] = probe(x, y, draws, valid, tst)
-    return metrics
+        return probe(x, y, draws, valid, tst)
+    return {}

@@ -12,9 +12,12 @@ from pathlib import Path
 from . import __version__, registry
 
 _PACKAGE = Path(__file__).resolve().parent
-# The code every cell's numbers depend on, whatever the method: model, losses, training, scoring, data, config.
-HARNESS_SOURCES = ("config.py", "model.py", "decoders.py", "posterior.py", "method.py", "context.py", "train.py",
-                   "evaluate.py", "probe.py", "cell.py", "data/*.py", "methods/helpers.py")
+# The code every cell's numbers depend on, whatever the method: model, losses, training, data, config; and scoring.
+# A change of the scoring sources alone leaves a kept model valid: `rescore` scores it again.
+TRAINING_SOURCES = ("config.py", "model.py", "decoders.py", "posterior.py", "method.py", "context.py", "train.py",
+                    "cell.py", "data/*.py", "methods/helpers.py")
+SCORING_SOURCES = ("evaluate.py", "probe.py")
+HARNESS_SOURCES = TRAINING_SOURCES + SCORING_SOURCES
 
 
 def _sha256(paths: list[Path]) -> str:
@@ -25,9 +28,9 @@ def _sha256(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _harness_files() -> list[Path]:
+def _harness_files(patterns: tuple[str, ...] = HARNESS_SOURCES) -> list[Path]:
     files = []
-    for pattern in HARNESS_SOURCES:
+    for pattern in patterns:
         folder = _PACKAGE
         if pattern.startswith("methods/"):        # the methods folder is installed as collapse_bench.methods
             folder = Path(sys.modules["collapse_bench.methods"].__file__).resolve().parent
@@ -38,9 +41,11 @@ def _harness_files() -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def harness_code() -> dict:
-    """The harness's version and one hash of its training and scoring sources (read once per process)."""
+    """The harness's version, one hash of its training and scoring sources, and one of each part (read once per
+    process)."""
     registry.names()                               # loads collapse_bench.methods (helpers.py is hashed)
-    return {"version": __version__, "sha256": _sha256(_harness_files())}
+    return {"version": __version__, "sha256": _sha256(_harness_files()),
+            "training": _sha256(_harness_files(TRAINING_SOURCES)), "scoring": _sha256(_harness_files(SCORING_SOURCES))}
 
 
 @functools.lru_cache(maxsize=None)

@@ -94,6 +94,8 @@ class CellResult:
     curves: list[dict] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)   # provenance() + started, dataset_hash, finished
+    scoring: dict[str, Any] = field(default_factory=dict)      # which scoring produced the metrics
+    evidence: dict[str, bytes] = field(default_factory=dict)   # files kept beside the record: sentences, model
 
 
 def failed_result(spec, error: dict[str, Any]) -> CellResult:
@@ -108,7 +110,7 @@ def build_record(spec, result: CellResult) -> dict:
     return {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": result.params,
             "label": result.label, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
             "overrides": spec.overrides, "preset": spec.preset, "status": result.status, "error": result.error,
-            "metrics": result.metrics, "timing": result.timing, "curves": result.curves, "config": result.config,
+            "metrics": result.metrics, "scoring": result.scoring, "timing": result.timing, "curves": result.curves, "config": result.config,
             "provenance": result.provenance}
 
 
@@ -143,7 +145,21 @@ class ResultStore:
         rec = self.load(cell)
         return rec is not None and rec.get("status") == "ok"
 
-    def write(self, record: dict) -> Path:
+    def sentences_path(self, cell: str) -> Path:
+        """The per-sentence IW-NLL beside the record (`nll`, `index` into the test split), committed with a study."""
+        return self.dir / f"{cell}.sentences.npz"
+
+    def model_path(self, cell: str) -> Path:
+        """The kept model (git-ignored): `torch.load(path, weights_only=True)`."""
+        return self.root / "models" / f"{cell}.pt"
+
+    def write(self, record: dict, evidence: dict[str, bytes] | None = None) -> Path:
+        """The record, and first the files behind it (so a record never names evidence that is not there)."""
+        evidence = evidence or {}
+        paths = {"sentences": self.sentences_path(record["cell"]), "model": self.model_path(record["cell"])}
+        for kind, data in evidence.items():
+            with atomic_open(paths[kind], "wb") as f:
+                f.write(data)
         path = self.path(record["cell"])
         with atomic_open(path, "w") as f:
             json.dump(record, f, indent=1, default=str, allow_nan=True)

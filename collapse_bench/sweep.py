@@ -26,12 +26,14 @@ __all__ = ["SECTIONS", "CellSpec", "expand", "expand_presets", "method_settings"
 
 
 def pending(specs: Iterable[CellSpec], out_dir: str | Path, overwrite: bool = False,
-            keep_stale: bool = False) -> list[CellSpec]:
+            keep_stale: bool = False, dearest_first: bool = True) -> list[CellSpec]:
     """The cells a sweep would run (all with `overwrite`, else those without an `ok` result file of the code now,
-    or of any code with `keep_stale`), dearest first: with one cell per core, longest-first keeps the last core
-    from running alone at the end."""
+    or of any code with `keep_stale`), dearest first (with one cell per core, longest-first keeps the last core
+    from running alone at the end) or, with `dearest_first=False`, in the given order."""
     store = ResultStore(out_dir)
     todo = [s for s in specs if overwrite or not _reusable(store.load(s.cell), s, keep_stale)]
+    if not dearest_first:
+        return todo
     return sorted(todo, key=lambda s: -s.make_method().cost())    # stable: equal costs keep their order
 
 
@@ -51,24 +53,24 @@ def stale_cells(specs: Iterable[CellSpec], out_dir: str | Path) -> dict[str, str
 
 
 def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, overwrite: bool = False,
-              keep_stale: bool = False, fn: Callable[..., CellResult] = run_cell,
+              keep_stale: bool = False, dearest_first: bool = True, fn: Callable[..., CellResult] = run_cell,
               on_result: Callable[[dict], None] | None = None, **events: Callable) -> list[dict]:
     """Run every cell not already finished; the driver writes each record the moment it arrives (a cell that
     could not run at all is recorded as failed). The corpus files of the cells to run are checked first (DataError).
     A finished cell whose code has changed is rerun, or with `keep_stale` kept and listed in OUT/stale.json. `events` (`on_start`, `on_step`) go to the executor's `map`."""
     store = ResultStore(out_dir)
     specs = list(specs)
-    todo = pending(specs, out_dir, overwrite, keep_stale)
+    todo = pending(specs, out_dir, overwrite, keep_stale, dearest_first)
     for dataset, data_dir in dict.fromkeys((s.dataset, s.data_dir) for s in todo):
         check_dataset(dataset, data_dir)   # a missing corpus is refused before anything runs or is written
 
-    def write(record: dict) -> None:
-        store.write(record)
+    def write(record: dict, evidence: dict[str, bytes] | None = None) -> None:
+        store.write(record, evidence)
         if on_result:
             on_result(record)
 
     def done(spec: CellSpec, result: CellResult) -> None:
-        write(build_record(spec, result))
+        write(build_record(spec, result), result.evidence)
 
     def failed(spec: CellSpec, error: CellError) -> None:
         write(build_record(spec, failed_result(spec, {"type": error.type, "message": error.message,

@@ -35,6 +35,17 @@ def subsample(split: Split, n: int, seed: int) -> Split:
 WARM_UP_BATCHES = 64   # at most this many untimed steps, one per sentence length, before a cell is timed (Trainer._warm_up)
 
 
+class Stopwatch:
+    """Wall-clock and this thread's CPU time since creation. With one torch thread all of a step's work runs on the
+    calling thread, so its CPU time leaves out the waits for a core that other processes hold."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.thread_time() - self.cpu
+
+
 class LrHalving:
     """He et al.'s text.py rule: after `decay_patience` epochs whose validation score is worse than the reference
     value (only from `decay_from_epoch` on), halve the lr and reload the best checkpoint ("decay"); the
@@ -179,14 +190,14 @@ class Trainer:
         key = "valid_recon" if self.method.select_on == "recon" else "valid_loss"
         self.model.train()
         self._warm_up()
-        t_start = time.perf_counter()
+        clock = Stopwatch()
         self.method.before_training(self.ctx)   # e.g. AE pretraining: counted as training time
-        setup_time = time.perf_counter() - t_start
-        best, best_state, halving, train_time = float("inf"), None, LrHalving(tc), 0.0
+        setup_time, setup_cpu = clock.read()
+        best, best_state, halving, train_time, train_cpu = float("inf"), None, LrHalving(tc), 0.0, 0.0
         for epoch in range(1, tc.epochs + 1):
             self.ctx.epoch = epoch
-            seconds, point = self._train_epoch(epoch)
-            train_time += seconds
+            (seconds, cpu), point = self._train_epoch(epoch)
+            train_time, train_cpu = train_time + seconds, train_cpu + cpu
             self._end_epoch(epoch, point)
             if point[key] < best:
                 best, best_state = point[key], copy.deepcopy(self.model.state_dict())
@@ -201,7 +212,7 @@ class Trainer:
             self.model.load_state_dict(best_state)
         self.model.eval()
         return {"train_seconds": setup_time + train_time, "before_training_seconds": setup_time,
-                "wall_seconds": time.perf_counter() - t_start, "steps": self.step,
+                "train_cpu_seconds": setup_cpu + train_cpu, "wall_seconds": clock.read()[0], "steps": self.step,
                 "seconds_per_step": train_time / max(self.step, 1),
                 "epochs": sum(not c.get("partial") for c in self.curves), "decays": halving.decays,
                 "best_valid": best}
@@ -231,12 +242,12 @@ class Trainer:
             with torch.no_grad(), precision(self.device, self.cfg.eval.precision):
                 ev.elbo_terms(self.method, model, self.corpus.valid, self.cfg.eval.batch_size, self.device)
 
-    def _train_epoch(self, epoch: int) -> tuple[float, dict]:
-        """One pass over the batches in a seeded order; returns its training seconds (curve points inside the
-        epoch excluded) and the epoch's sums as the start of its curve point."""
+    def _train_epoch(self, epoch: int) -> tuple[tuple[float, float], dict]:
+        """One pass over the batches in a seeded order; returns its training seconds and thread CPU seconds (curve
+        points inside the epoch excluded) and the epoch's sums as the start of its curve point."""
         tc = self.cfg.train
-        t0 = time.perf_counter()
-        sums, n, paused = {}, 0, 0.0
+        clock = Stopwatch()
+        sums, n, paused = {}, 0, (0.0, 0.0)
         order = self.rng.permutation(len(self.train_batches))
         marks = {len(order) * k // tc.curve_points_per_epoch for k in range(1, tc.curve_points_per_epoch)}
         for pos, i in enumerate(order, 1):
@@ -250,10 +261,10 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_step(self.step, self.total_steps)
             if pos in marks:     # a point inside the epoch: latent statistics only, not counted as training
-                t_point = time.perf_counter()
+                point_clock = Stopwatch()
                 self._curve_point(epoch - 1 + pos / len(order), logs.get("kl_weight", 0.0))
-                paused += time.perf_counter() - t_point
-        seconds = time.perf_counter() - t0 - paused
+                paused = tuple(p + t for p, t in zip(paused, point_clock.read()))
+        seconds = tuple(t - p for t, p in zip(clock.read(), paused))
         point = {"epoch": epoch, "step": self.step, "lr": self.lr,
                  "kl_weight": sums.get("kl_weight", 0.0) / max(n, 1),
                  "train_loss": sums.get("loss", 0.0) / max(n, 1),

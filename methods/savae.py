@@ -132,7 +132,7 @@ class SemiAmortizedVAE(Method):
     where no clip is active). Evaluation runs the same refinement under torch.enable_grad and returns the refined
     Gaussian, which is then the IW-NLL proposal and the posterior of KL, MI and AU."""
 
-    relative_cost = 12.0       # He et al.: 12.8x
+    relative_cost = 20.0       # per step here (reports/cost/savae_profile.txt); He et al.: 12.8x
 
     @dataclass(frozen=True)
     class Params(MethodParams):
@@ -145,8 +145,8 @@ class SemiAmortizedVAE(Method):
         eval_svi: bool = param(True, "refine at evaluation too, so every metric uses the refined posterior "
                                      "(Kim et al. do)")
         svi_backward: Literal["fd", "exact"] = param(
-            "fd", "the reverse pass through the steps: 'fd', Kim et al.'s finite-difference Hessian-vector "
-                  "products; 'exact', second-order autograd")
+            "fd", "the reverse pass through the steps: 'fd', Kim et al.'s finite differences; 'exact', "
+                  "second-order autograd")
         svi_fd_eps: float = param(1e-5, "the finite-difference step r of the reverse pass (Kim et al.: 1e-5)", gt=0)
 
         def validate(self) -> None:

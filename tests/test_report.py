@@ -626,7 +626,7 @@ def test_page_is_a_function_of_the_results(tmp_path: Path) -> None:
     assert build_report(run).read_bytes() == first
 
 
-PUBLISHED_STUDY = Path(__file__).resolve().parents[1] / "reports" / "study"
+PUBLISHED_STUDY = Path(__file__).resolve().parents[1] / "reports" / "archive" / "study-2026-11"
 
 
 @pytest.mark.browser
@@ -634,7 +634,7 @@ def test_the_published_study_page_in_headless_chromium(tmp_path: Path) -> None:
     """The committed study page, rebuilt from its committed raw results into a temporary folder (so that the page
     checked is the one this code builds): every method on both boards, legends clear of the data, no text cut."""
     if not (PUBLISHED_STUDY / "results").is_dir():
-        pytest.skip("reports/study/results is not there (the study has not been published yet)")
+        pytest.skip(f"{PUBLISHED_STUDY}/results is not there (the study has not been published yet)")
     shutil.copytree(PUBLISHED_STUDY / "results", tmp_path / "study" / "results")
     page = build_report(tmp_path / "study")
     driver = _driver(tempfile.mkdtemp(dir=tmp_path))
