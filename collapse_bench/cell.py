@@ -21,6 +21,7 @@ from .evaluate import score
 from .fingerprint import code_fingerprint
 from .method import Method
 from .store import CellResult, build_record, now, provenance, safe_name, short_hash
+from .text import TEXT_SEED, text_evidence
 from .train import Trainer
 
 DATA_SEED = 0   # every cell of a dataset sees the same subsample and splits, whatever the run seed
@@ -116,6 +117,7 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
         t0 = time.perf_counter()
         result.metrics = score(trainer.method, trainer.model, trainer.corpus, cfg.eval, trainer.device, spec.seed)
         timing.update(eval_seconds=time.perf_counter() - t0, threads=cfg.train.threads)
+        result.text = cell_text(spec, trainer)
         result.status, result.timing = "ok", timing
     except Exception as e:  # noqa: BLE001 - a failed cell must be recorded, not lose the sweep
         result.error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
@@ -125,6 +127,17 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
         result.timing["peak_memory_mb"] = peak_memory_mb(spec.device)
         result.provenance["finished"] = now()
     return result
+
+
+def cell_text(spec: CellSpec, trainer: Trainer) -> dict | None:
+    """The record's `text` (text.py) for the board's first seed (spec.seed == TEXT_SEED), else None. A failure is
+    written into it instead of failing the cell: the metrics stand, the page shows why the text is missing."""
+    if spec.seed != TEXT_SEED:
+        return None
+    try:
+        return text_evidence(trainer.method, trainer.model, trainer.corpus, trainer.cfg, trainer.device, spec.seed)
+    except Exception as e:  # noqa: BLE001 - text is evidence beside the metrics, not a reason to lose them
+        return {"error": {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}}
 
 
 def run_record(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) -> dict:

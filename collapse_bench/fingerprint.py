@@ -12,9 +12,10 @@ from pathlib import Path
 from . import __version__, registry
 
 _PACKAGE = Path(__file__).resolve().parent
-# The code every cell's numbers depend on, whatever the method: model, losses, training, scoring, data, config.
+# The code every cell's record depends on, whatever the method: model, losses, training, scoring (its text too),
+# data, config.
 HARNESS_SOURCES = ("config.py", "model.py", "decoders.py", "posterior.py", "method.py", "context.py", "train.py",
-                   "evaluate.py", "probe.py", "cell.py", "data/*.py", "methods/helpers.py")
+                   "evaluate.py", "probe.py", "text.py", "cell.py", "data/*.py", "methods/helpers.py")
 
 
 def _sha256(paths: list[Path]) -> str:

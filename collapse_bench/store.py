@@ -94,6 +94,7 @@ class CellResult:
     curves: list[dict] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)   # provenance() + started, dataset_hash, finished
+    text: dict[str, Any] | None = None                          # text.text_evidence: the first seed's cell only
 
 
 def failed_result(spec, error: dict[str, Any]) -> CellResult:
@@ -109,7 +110,7 @@ def build_record(spec, result: CellResult) -> dict:
             "label": result.label, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
             "overrides": spec.overrides, "preset": spec.preset, "status": result.status, "error": result.error,
             "metrics": result.metrics, "timing": result.timing, "curves": result.curves, "config": result.config,
-            "provenance": result.provenance}
+            "provenance": result.provenance, "text": result.text}
 
 
 STALE_FILE = "stale.json"
