@@ -86,16 +86,21 @@ class Decoder(nn.Module):
 
     # --- generation: one sentence per row of z, token by token, every row at once --------------------------------
     def start(self, z: torch.Tensor | None, rows: int) -> Any:
-        """The decoding state before <s>. This default keeps the prefix and recomputes `logits` on all of it at
-        every step (exact for any causal decoder, quadratic in the length: text evidence decodes a few hundred
-        short sentences); the LSTM keeps its (h, c) instead."""
+        """The decoding state before <s>. This default keeps the prefix and recomputes `hidden` on all of it at
+        every step (exact for any causal decoder; quadratic in the length, but only the last position goes through
+        the output layer: text evidence decodes a few hundred sentences); the LSTM keeps its (h, c) instead."""
         return torch.empty(rows, 0, dtype=torch.long, device=self.out.weight.device), z
 
     def step(self, state: Any, token: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Feed token [R] -> (logits [R, V] of the next token, as `logits` computes them; the new state)."""
         prefix, z = state
         prefix = torch.cat([prefix, token[:, None]], 1)
-        return self.logits(prefix, z)[:, -1], (prefix, z)
+        return self._output(self.hidden(prefix, z)[:, -1], z), (prefix, z)
+
+    def _output(self, h: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """Hidden states [R, H] -> logits [R, V]: the output layer plus Skip-VAE's z path."""
+        logits = self.out(h)
+        return logits if self.skip is None else logits + self.skip(z)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor | None, max_tokens: int, *, greedy: bool = True, rows: int | None = None,
@@ -164,8 +169,7 @@ class LSTMDecoder(Decoder):
         """One LSTM step from the kept (h, c): the same logits as `logits` on the whole prefix."""
         z, hc = state
         h, hc = self.lstm(self._inputs(token[:, None], z), hc)
-        logits = self.out(self.drop_out(h[:, 0]))
-        return (logits if self.skip is None else logits + self.skip(z)), (z, hc)
+        return self._output(self.drop_out(h[:, 0]), z), (z, hc)
 
 
 class ResidualBlock(nn.Module):
