@@ -248,3 +248,17 @@ def test_the_first_seeds_cell_writes_text_and_a_failure_leaves_the_metrics(monke
     failed = cell.run_record(cell.CellSpec("lm", "synthetic", "smoke", 0, overrides=one))
     assert failed["status"] == "ok" and failed["metrics"]["nll"] == first["metrics"]["nll"]
     assert failed["text"]["error"]["message"] == "no text today"
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_method_writes_its_text(name):
+    """Each registered method's model (untrained, smoke size) through text evidence: reconstructions where it has a
+    latent, samples where it has a prior, and every sentence within the length limit."""
+    from collapse_bench.cell import CellSpec, build_trainer
+    trainer = build_trainer(CellSpec(name, "synthetic", "smoke", 0))
+    method = trainer.method
+    out = text.text_evidence(method, trainer.model, trainer.corpus, trainer.cfg, "cpu", 0)
+    assert (out["reconstructions"] is not None) == trainer.model.has_latent == (out["interpolation"] is not None)
+    assert (out["samples"] is not None) == method.generative
+    sentences = [*(out["reconstructions"] or {}).get("mode_greedy", []), *(out["samples"] or {}).get("sampled", [])]
+    assert sentences and all(len(x.split()) <= out["max_tokens"] for x in sentences)
