@@ -23,6 +23,7 @@ from .evaluate import Scores, score_all
 from .fingerprint import code_fingerprint, harness_code
 from .method import Method
 from .store import CellResult, build_record, now, provenance, safe_name, short_hash
+from .text import TEXT_SEED, text_evidence
 from .train import Trainer
 
 MODEL_FORMAT = 1
@@ -122,6 +123,7 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
         timing.update(eval_seconds=time.perf_counter() - t0, threads=cfg.train.threads)
         result.metrics, result.scoring = scores.metrics, scoring_note("training run")
         result.evidence = evidence(spec, trainer.model, scores, result.provenance["code"])
+        result.text = cell_text(spec, trainer)
         result.status, result.timing = "ok", timing
     except Exception as e:  # noqa: BLE001 - a failed cell must be recorded, not lose the sweep
         result.error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
@@ -161,6 +163,15 @@ def model_file(spec: CellSpec, model: torch.nn.Module, scores: Scores, code: dic
     torch.save({"format": MODEL_FORMAT, "cell": spec.cell, "method": spec.method, "code": code, "state_dict": state,
                 "test_mean": mean}, buf)
     return buf.getvalue()
+def cell_text(spec: CellSpec, trainer: Trainer) -> dict | None:
+    """The record's `text` (text.py) for the board's first seed (spec.seed == TEXT_SEED), else None. A failure is
+    written into it instead of failing the cell: the metrics stand, the page shows why the text is missing."""
+    if spec.seed != TEXT_SEED:
+        return None
+    try:
+        return text_evidence(trainer.method, trainer.model, trainer.corpus, trainer.cfg, trainer.device, spec.seed)
+    except Exception as e:  # noqa: BLE001 - text is evidence beside the metrics, not a reason to lose them
+        return {"error": {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}}
 
 
 def run_record(spec: CellSpec, on_step: Callable[[int, int], None] | None = None) -> dict:

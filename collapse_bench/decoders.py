@@ -4,6 +4,7 @@ Every decoder maps (inputs [R, L] token ids, z [R, nz] or None) to hidden states
 the shared `Decoder` base turns them into logits through the output layer `out` (dec_hidden -> V, the same shape
 for every decoder) plus Skip-VAE's z -> logits path, and into log p(x|z) for any number of z per sentence
 (`log_prob`), with every position scored in one batched call (no loop over time in training or IW-NLL).
+`generate` writes text from z (greedy or sampled at temperature 1): token by token, every row at once.
 
 * `lstm`: He et al.'s decoder (the protocol's; unchanged).
 * `cnn`: Yang et al. 2017's dilated causal CNN: z joined to every input embedding, residual blocks of
@@ -19,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .data.vocab import BOS, EOS, PAD
 
 
 class Decoder(nn.Module):
@@ -81,6 +84,51 @@ class Decoder(nn.Module):
             out[i:i + step] = torch.logsumexp(logits.float(), -1) - logits.gather(1, targets[i:i + step, None])[:, 0].float()
         return out
 
+    # --- generation: one sentence per row of z, token by token, every row at once --------------------------------
+    def start(self, z: torch.Tensor | None, rows: int) -> Any:
+        """The decoding state before <s>. This default keeps the prefix and recomputes `hidden` on all of it at
+        every step (exact for any causal decoder; quadratic in the length, but only the last position goes through
+        the output layer: text evidence decodes a few hundred sentences); the LSTM keeps its (h, c) instead."""
+        return torch.empty(rows, 0, dtype=torch.long, device=self.out.weight.device), z
+
+    def step(self, state: Any, token: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Feed token [R] -> (logits [R, V] of the next token, as `logits` computes them; the new state)."""
+        prefix, z = state
+        prefix = torch.cat([prefix, token[:, None]], 1)
+        return self._output(self.hidden(prefix, z)[:, -1], z), (prefix, z)
+
+    def _output(self, h: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """Hidden states [R, H] -> logits [R, V]: the output layer plus Skip-VAE's z path."""
+        logits = self.out(h)
+        return logits if self.skip is None else logits + self.skip(z)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor | None, max_tokens: int, *, greedy: bool = True, rows: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode one sentence per row of z [R, nz] (or `rows` rows without z, the LM) from <s>: each next token
+        is the argmax of the logits (`greedy`) or drawn from their softmax (temperature 1, from `generator` or
+        torch's global generator), every row in one call per step. A row stops at </s>; decoding stops when every
+        row has, or after `max_tokens` tokens (</s> counted). Returns [R, T <= max_tokens]: the tokens, </s>
+        included where one was written, then <pad>. Call it in eval mode (dropout would apply)."""
+        R = z.shape[0] if z is not None else rows
+        if R is None:
+            raise ValueError("generate without z needs `rows`, the number of sentences")
+        state = self.start(z, R)
+        token = torch.full((R,), BOS, dtype=torch.long, device=self.out.weight.device)
+        done = torch.zeros(R, dtype=torch.bool, device=token.device)
+        out = []
+        for _ in range(max_tokens):
+            logits, state = self.step(state, token)
+            if greedy:
+                token = logits.argmax(-1)
+            else:
+                token = torch.multinomial(logits.float().softmax(-1), 1, generator=generator)[:, 0]
+            out.append(token.masked_fill(done, PAD))
+            done = done | (token == EOS)
+            if bool(done.all()):
+                break
+        return torch.stack(out, 1) if out else torch.empty(R, 0, dtype=torch.long, device=token.device)
+
 
 class LSTMDecoder(Decoder):
     """p(x|z): z joined to every input embedding, c0 = W z, h0 = tanh(c0); optional z -> logits skip path."""
@@ -97,14 +145,31 @@ class LSTMDecoder(Decoder):
         self.skip = nn.Linear(cfg.nz, vocab_size, bias=False) if skip and cfg.nz else None
 
     def hidden(self, inputs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        emb = self.drop_in(self.embed(inputs))
-        state = None
-        if z is not None and self.nz:
-            emb = torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1)], -1)
-            c0 = self.init_state(z).unsqueeze(0)
-            state = (torch.tanh(c0), c0)
-        h, _ = self.lstm(emb, state)
+        h, _ = self.lstm(self._inputs(inputs, z), self._state0(z))
         return self.drop_out(h)
+
+    def _inputs(self, inputs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """[embedding; z] at every position (the embedding alone without z)."""
+        emb = self.drop_in(self.embed(inputs))
+        if z is None or not self.nz:
+            return emb
+        return torch.cat([emb, z.unsqueeze(1).expand(-1, emb.shape[1], -1)], -1)
+
+    def _state0(self, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(h0, c0) = (tanh(Wz), Wz), or None (zeros) without z."""
+        if z is None or not self.nz:
+            return None
+        c0 = self.init_state(z).unsqueeze(0)
+        return torch.tanh(c0), c0
+
+    def start(self, z: torch.Tensor | None, rows: int) -> Any:
+        return z, self._state0(z)
+
+    def step(self, state: Any, token: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """One LSTM step from the kept (h, c): the same logits as `logits` on the whole prefix."""
+        z, hc = state
+        h, hc = self.lstm(self._inputs(token[:, None], z), hc)
+        return self._output(self.drop_out(h[:, 0]), z), (z, hc)
 
 
 class ResidualBlock(nn.Module):

@@ -16,7 +16,7 @@ _PACKAGE = Path(__file__).resolve().parent
 # A change of the scoring sources alone leaves a kept model valid: `rescore` scores it again.
 TRAINING_SOURCES = ("config.py", "model.py", "decoders.py", "posterior.py", "method.py", "context.py", "train.py",
                     "cell.py", "data/*.py", "methods/helpers.py")
-SCORING_SOURCES = ("evaluate.py", "probe.py")
+SCORING_SOURCES = ("evaluate.py", "probe.py", "text.py")      # text.py: what the models write
 HARNESS_SOURCES = TRAINING_SOURCES + SCORING_SOURCES
 
 

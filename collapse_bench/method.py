@@ -123,6 +123,8 @@ class Method:
     select_on: ClassVar[str] = "elbo"    # validation criterion: "elbo" (rec + KL) or "recon"
     min_batch_size: ClassVar[int] = 1     # BN methods skip training batches smaller than this
     relative_cost: ClassVar[float] = 1.0  # rough training cost over vanilla's; sweeps start the dearest cells first
+    generative: ClassVar[bool] = True     # False: trained with no prior term (the AE), so z ~ p(z) is not where
+                                          # its codes lie and text evidence (text.py) draws no samples from p(z)
 
     def __init__(self, params: MethodParams | None = None):
         self.params = params if params is not None else self.Params()

@@ -39,6 +39,16 @@ class Posterior:
     def au_feature(self) -> torch.Tensor:                 # [B, nz] whose variance over the data counts active units
         return self.mean
 
+    @property
+    def mode(self) -> torch.Tensor:                       # [B, nz] the most probable z (text evidence decodes it)
+        return self.mean
+
+    def sample_prior(self, n: int) -> torch.Tensor:       # [n, nz] z ~ p(z), the prior `prior_log_prob` scores
+        raise NotImplementedError
+
+    def to_support(self, z: torch.Tensor) -> torch.Tensor:   # z [..., nz] -> the nearest point where p(z) lives
+        return z
+
     def cross_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z_i | x_j) for codes z [M, nz] against every posterior j: [M, B]."""
         return self.log_prob(z.unsqueeze(1))
@@ -89,6 +99,9 @@ class Gaussian(Posterior):
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return standard_normal_log_prob(z)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.nz, device=self.mu.device, dtype=self.mu.dtype)
 
     def kl_per_dim(self) -> torch.Tensor:
         return 0.5 * (self.mu.pow(2) + self.logvar.exp() - self.logvar - 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .cell import CellSpec, build_trainer, corpus_for, scoring_note, sentence_file
+from .cell import CellSpec, build_trainer, cell_text, corpus_for, scoring_note, sentence_file
 from .config import ConfigError
 from .evaluate import score_all
 from .fingerprint import harness_code, method_code
@@ -94,7 +94,9 @@ def rescore_record(record: dict, kept: dict, eval_overrides: dict, data_dir: str
     note = scoring_note("rescore", source=str(source), eval_overrides=eval_overrides, rescored=now(),
                         seconds=round(time.perf_counter() - t0, 3), trained_by=record.get("scoring") or None)
     config = {**record.get("config", {}), "eval": cfg.to_dict()["eval"]}
-    return {**record, "metrics": scores.metrics, "config": config, "scoring": note}, sentence_file(scores)
+    text = cell_text(spec, trainer)                     # the first seed's text, written by this scoring
+    return {**record, "metrics": scores.metrics, "config": config, "scoring": note, "text": text}, \
+        sentence_file(scores)
 
 
 def rescore(source: Path, dest: Path, eval_overrides: dict, methods: list[str] | None = None,

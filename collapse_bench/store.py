@@ -96,6 +96,7 @@ class CellResult:
     provenance: dict[str, Any] = field(default_factory=dict)   # provenance() + started, dataset_hash, finished
     scoring: dict[str, Any] = field(default_factory=dict)      # which scoring produced the metrics
     evidence: dict[str, bytes] = field(default_factory=dict)   # files kept beside the record: sentences, model
+    text: dict[str, Any] | None = None                          # text.text_evidence: the first seed's cell only
 
 
 def failed_result(spec, error: dict[str, Any]) -> CellResult:
@@ -110,8 +111,8 @@ def build_record(spec, result: CellResult) -> dict:
     return {"schema": SCHEMA, "cell": spec.cell, "method": spec.method, "params": result.params,
             "label": result.label, "dataset": spec.dataset, "size": spec.size, "seed": spec.seed,
             "overrides": spec.overrides, "preset": spec.preset, "status": result.status, "error": result.error,
-            "metrics": result.metrics, "scoring": result.scoring, "timing": result.timing, "curves": result.curves, "config": result.config,
-            "provenance": result.provenance}
+            "metrics": result.metrics, "scoring": result.scoring, "timing": result.timing, "curves": result.curves,
+            "config": result.config, "provenance": result.provenance, "text": result.text}
 
 
 STALE_FILE = "stale.json"

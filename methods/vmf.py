@@ -97,6 +97,10 @@ class VonMisesFisher(Posterior):
     def au_feature(self) -> torch.Tensor:
         return self.mu
 
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.mu
+
     def rsample(self, n: int) -> torch.Tensor:
         """[B, n, d]: z = w mu + sqrt(1 - w^2) v with w from Wood's sampler (no gradient; kappa is fixed) and v a
         uniform unit vector orthogonal to mu; the gradient reaches the encoder through mu."""
@@ -112,6 +116,13 @@ class VonMisesFisher(Posterior):
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return torch.full(z.shape[:-1], -self._const()["log_area"], dtype=z.dtype, device=z.device)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """[n, d] uniform on the sphere: normalised standard normal draws."""
+        return F.normalize(torch.randn(n, self.nz, dtype=self.mu.dtype, device=self.mu.device), dim=-1)
+
+    def to_support(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(z, dim=-1, eps=1e-12)
 
     def kl(self) -> torch.Tensor:
         return torch.full(self.mu.shape[:1], self._const()["kl"], dtype=self.mu.dtype, device=self.mu.device)

@@ -78,7 +78,48 @@ def realistic(label: str, seed: int, dataset: str, size: str, labels: bool) -> d
     rec = record(label, method, seed, params=params, dataset=dataset, size=size, metrics=metrics,
                  train_seconds=secs * (1 + 0.1 * seed) + jitter(1.0), curves=curves)
     rec["preset"] = PRESET_OF.get(label)
+    if seed == 0:                                  # the first seed's cell writes text (collapse_bench/text.py)
+        rec["text"] = text_of(label, collapsed=label == "vanilla", latent=mi is not None)
     return rec
+
+
+def _words(seed: int, n: int, long: bool = False) -> str:
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in rng.integers(0, 400, n)]
+    if long:                                       # an unbroken 70-character token: it must wrap, not overflow
+        words[n // 2] = "x" * 70
+    return " ".join(words)
+
+
+def text_of(label: str, *, collapsed: bool, latent: bool = True, prior: bool = True, long: bool = False,
+            sentences: int = 5) -> dict[str, Any]:
+    """A record's `text` as collapse_bench/text.py writes it: a collapsed model's greedy reconstructions are one
+    sentence whatever the input; `long` gives PTB-length sentences (60 tokens) and unbroken tokens."""
+    n = 60 if long else 10
+    inputs = [_words(100 + i, n, long) for i in range(sentences)]
+    inputs[-1] = XSS + " " + inputs[-1]
+    k = len(label)
+    greedy = [_words(k, 8)] * sentences if collapsed else [_words(k + i, n, long) for i in range(sentences)]
+    out: dict[str, Any] = {"seed": 0, "decoding": {"greedy": "argmax", "sampled": "temperature 1"}, "max_tokens": n + 1,
+                           "test_index": list(range(sentences)), "inputs": inputs, "reconstructions": None,
+                           "interpolation": None, "samples": None, "notes": [], "seconds": 0.1}
+    if latent:
+        out["reconstructions"] = {"mode_greedy": greedy, "sample_sampled": [_words(k * 7 + i, n - 1, long)
+                                                                             for i in range(sentences)]}
+        out["interpolation"] = {"t": [0.0, 0.25, 0.5, 0.75, 1.0],
+                                "greedy": [greedy[0], greedy[0], "", greedy[1], greedy[1]]}
+    else:
+        out["notes"].append(f"{label} has no latent variable: no reconstructions and no interpolation")
+    if prior:
+        many = _words(k * 3, n + 1, long)          # one sample reaches the length limit: shown cut (…)
+        div = {"unique": 1 if collapsed else 97, "distinct_1": 0.01 if collapsed else 0.4, "distinct_2": 0.02,
+               "self_bleu": 1.0 if collapsed else 0.123456}
+        out["samples"] = {"n": 100, "greedy": [many, "", *(_words(k + 9 + i, 9) for i in range(3))],
+                          "sampled": [_words(k + 20 + i, n) for i in range(5)],
+                          "diversity": {"greedy": div, "sampled": dict(div, unique=100)}, "measures": "..."}
+    else:
+        out["notes"].append(f"{label} is trained without a prior term: no samples")
+    return out
 
 
 def write(run_dir: Path, records: list[dict[str, Any]]) -> Path:
@@ -175,6 +216,42 @@ def test_plugin_strings_are_escaped(built: tuple[Path, str]) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert html.count("<svg") >= 7                                            # 4 plots + 3 without a probe board
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|<link[^>]+stylesheet|@import""", html)  # offline
+
+
+def test_text_section_marks_one_reconstruction_for_different_inputs() -> None:
+    """Per label the lowest ok seed with text; a greedy reconstruction equal to a different input's is marked with
+    that input, and a model with one reconstruction for all its different inputs is collapsed; identical inputs
+    are not evidence. A model without z, or without a prior, shows why a part is missing."""
+    from collapse_bench.report.text_section import EMPTY, board_text
+    recs = [realistic(label, seed, "synthetic", "smoke", True) for label in PROFILES for seed in (0, 1)]
+    later = record("late", "late", 2) | {"text": text_of("late", collapsed=False, prior=False)}
+    failed = record("late", "late", 1, error={"type": "E", "message": "m"}) | {"text": text_of("late", collapsed=True)}
+    twins = text_of("twins", collapsed=True)
+    twins["inputs"] = [twins["inputs"][0]] * 5
+    twin = record("twins", "twins", 0) | {"text": twins}
+    labels = sorted([*PROFILES, "late", "twins", "none"])
+    shown, missing = board_text([*recs, later, failed, twin], "synthetic", "smoke", labels, "b")
+    by = {t.label: t for t in shown}
+    assert missing == ["none"] and [t.label for t in shown] == [x for x in labels if x != "none"]
+    v = by["vanilla"]
+    assert v.collapsed and v.recon_count == "1 of 5" and [r.same_as for r in v.recons] == [None, 1, 1, 1, 1]
+    assert v.seed == "0" and v.greedy[0].endswith(" …") and v.greedy[1] == EMPTY    # cut at the limit; empty
+    assert v.interpolation[2] == ("0.50", EMPTY) and v.diversity["greedy"] == ["1", "0.010", "0.020", "1.000"]
+    bn = by["bnvae(gamma=0.6)"]
+    assert not bn.collapsed and bn.recon_count == "5 of 5" and all(r.same_as is None for r in bn.recons)
+    assert by["lm"].recons == [] and by["lm"].recon_count == "–" and "no latent" in by["lm"].notes[0]
+    assert by["late"].seed == "2" and by["late"].greedy == [] and "no samples" in by["late"].notes[0]
+    assert not by["twins"].collapsed and all(r.same_as is None for r in by["twins"].recons)
+
+
+def test_text_section_on_the_page(built: tuple[Path, str]) -> None:
+    html = built[1]
+    assert html.count("What the models write") == 2
+    assert len(re.findall(r'<tr class="collapsed"><td class="name"><a href="#[^"]+">vanilla</a>', html)) == 2
+    assert html.count('<td class="sentence same">') == 2 * 4          # vanilla's inputs 2-5, on both boards
+    assert html.count("the same as #1's, a different input") == 2 * 4
+    assert html.count("(empty: &lt;/s&gt; first)") >= 2 and "0.123" in html and "97 of 100" in html
+    assert "lm has no latent variable" in html and "No text recorded for savae" in html
 
 
 def test_missing_metrics_are_dashes(built: tuple[Path, str]) -> None:
@@ -330,12 +407,19 @@ def test_robust_to_sparse_and_broken_input(tmp_path: Path) -> None:
          "curves": [{"epoch": 1, "valid_kl": 0.1}, "junk"], "timing": None, "provenance": None, "error": "?"},
         {"cell": "c3", "method": "m", "dataset": "d", "size": "smoke", "seed": 1, "status": "failed", "error": "plain"},
         {"cell": "c4", "method": "m", "dataset": "e", "seed": 0, "status": "failed", "metrics": {}},  # board all failed
+        {"cell": "c5", "method": "t1", "dataset": "d", "size": "smoke", "seed": 0, "status": "ok", "text": "junk"},
+        {"cell": "c6", "method": "t2", "dataset": "d", "size": "smoke", "seed": 0, "status": "ok",
+         "text": {"inputs": "x", "reconstructions": {"mode_greedy": [1, None]}, "interpolation": {"t": "?"},
+                  "samples": {"n": "?", "greedy": None, "diversity": {"greedy": {"unique": "?", "self_bleu": True}}}}},
+        {"cell": "c7", "method": "t3", "dataset": "d", "size": "smoke", "seed": 0, "status": "ok",
+         "text": {"error": {"type": "RuntimeError", "message": "no text today"}}},
     ])
     (run / "results" / "torn.json").write_text("{\"cell\": ", encoding="utf-8")
     html = build_report(run).read_text()
     assert "torn.json" in html and "_m$x$" in html and "plain" in html and "2026-01-01T00:00 →" in html
     d, e = parse(html)
-    assert len(d) == 3 and [r["cls"] for r in e] == ["failed"]
+    assert len(d) == 6 and [r["cls"] for r in e] == ["failed"]
+    assert "no text: RuntimeError: no text today" in html and "What the models write" in html
 
 
 # ----------------------------------------------------------------------------------------------- browser
@@ -418,7 +502,12 @@ def test_report_from_a_real_smoke_sweep_in_headless_chromium(tmp_path: Path, unr
     finally:
         registry._METHODS.pop(XSS, None)
     assert sorted(r["status"] for r in records) == ["failed", "ok", "ok", "ok"]
+    assert sorted((r["seed"], r["text"] is not None) for r in records if r["status"] == "ok") == [
+        (0, True), (0, True), (1, False)]                                              # the first seed's cells only
     page = build_report(tmp_path / "run")
+    html = page.read_text(encoding="utf-8")
+    assert "What the models write" in html and "lm has no latent variable" in html
+    assert f"No text recorded for {XSS.replace('<', '&lt;').replace('>', '&gt;')}" in html      # its seed is 1
     driver = _driver(tempfile.mkdtemp(dir=tmp_path))
     try:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
@@ -512,6 +601,9 @@ def study_records() -> list[dict[str, Any]]:
                 r = record(name, name, seed, dataset=dataset, size="study", metrics=metrics, curves=curves,
                            train_seconds=60.0 * (1 + (name == "savae") * 30 + (name == "agg") * 8) * (1 + 0.05 * seed))
                 r["label"] = f"{name}(pretrain=none, some_parameter={k})" if k % 3 == 0 else name
+                if seed == 0:
+                    r["text"] = text_of(name, collapsed=name == "vanilla", latent=name != "lm", prior=name != "ae",
+                                        long=dataset == "ptb")
                 recs.append(r)
     return recs
 
@@ -534,6 +626,54 @@ def test_study_page_with_every_method_legends_clear_and_no_label_cut(tmp_path: P
             assert fig["cut"] == [], f"text cut in {fig['title']!r}: {fig['cut']}"
         heat = [f for f in figures if f["title"].startswith("Where collapse happens")]
         assert len(heat) == 2 and all(f["axes"] >= 17 for f in heat)   # one panel per Gaussian method + colour bar
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
+TEXT_GEOMETRY_JS = """
+document.querySelectorAll('details.text-method').forEach(d => { d.open = true; });
+const px = 1.0, root = document.documentElement;
+const out = {tables: 0, cells: 0, cut: [], overlaps: [], outside: [], empty: [],
+             page: [root.scrollWidth, root.clientWidth]};
+for (const table of document.querySelectorAll('table.text-summary, table.sentences')) {
+  out.tables += 1;
+  const box = table.closest('section').getBoundingClientRect(), t = table.getBoundingClientRect();
+  if (t.left < box.left - px || t.right > box.right + px) { out.outside.push([table.className, t.right - box.right]); }
+  const cells = [...table.querySelectorAll('th, td')], rects = cells.map(c => c.getBoundingClientRect());
+  cells.forEach((c, i) => {
+    out.cells += 1;
+    const a = rects[i];
+    if (a.width === 0 || a.height === 0) { out.empty.push(c.textContent.slice(0, 40)); }
+    if (c.scrollWidth > c.clientWidth + px || c.scrollHeight > c.clientHeight + px) {
+      out.cut.push(c.textContent.slice(0, 40));
+    }
+    for (let j = i + 1; j < cells.length; j++) {
+      const b = rects[j];
+      const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      if (w > px && h > px) { out.overlaps.push([c.textContent.slice(0, 30), cells[j].textContent.slice(0, 30)]); }
+    }
+  });
+}
+return out;
+"""
+
+
+@pytest.mark.browser
+def test_text_section_in_headless_chromium_nothing_cut_no_overlap(tmp_path: Path) -> None:
+    """The study's shape with text (17 methods, PTB-length sentences, unbroken 70-character tokens, long labels),
+    every method's text opened: no cell's content overflows it, no two cells overlap, every table stays inside its
+    board's section and the page needs no horizontal scrolling."""
+    page = build_report(write(tmp_path / "study", study_records()))
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.get(page.as_uri())
+        geo = driver.execute_script(TEXT_GEOMETRY_JS)
+        methods = len({r["method"] for r in study_records()})
+        assert geo["tables"] >= 2 * (1 + 2 * methods)       # per board: the summary; per method two tables or more
+        assert geo["cut"] == [] and geo["overlaps"] == [] and geo["outside"] == [] and geo["empty"] == []
+        assert geo["page"][0] <= geo["page"][1], f"the page scrolls sideways: {geo['page']}"
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()

@@ -52,6 +52,8 @@ def test_rescoring_with_the_same_settings_reproduces_every_metric(finished, tmp_
     assert {r["cell"] for r in new} == set(old)
     for rec in new:
         assert rec["metrics"] == old[rec["cell"]]["metrics"]
+        same_text = lambda t: {k: v for k, v in t.items() if k != "seconds"}  # noqa: E731
+        assert same_text(rec["text"]) == same_text(old[rec["cell"]]["text"]) and rec["text"]["reconstructions"]
         assert rec["scoring"]["by"] == "rescore" and rec["scoring"]["source"] == str(finished)
     assert digest(finished) == before                      # the source is never written
 

@@ -84,17 +84,18 @@ def test_no_import_cycle():
 
 def test_the_report_never_imports_torch_or_training():
     graph = _graph()
-    banned = {"collapse_bench.train", "collapse_bench.model", "collapse_bench.method", "collapse_bench.cell"}
+    banned = {"collapse_bench.train", "collapse_bench.model", "collapse_bench.method", "collapse_bench.cell",
+              "collapse_bench.text"}
     for name, path in _modules().items():
         if name.startswith("collapse_bench.report"):
             assert not graph[name] & banned, f"{name} imports {graph[name] & banned}"
             assert "import torch" not in path.read_text(), name
 
 
-def test_methods_never_import_the_sweep_store_cli_or_report():
+def test_methods_never_import_the_sweep_store_cli_report_or_text():
     graph = _graph()
     banned = {"collapse_bench.sweep", "collapse_bench.store", "collapse_bench.cli", "collapse_bench.report",
-              "collapse_bench.cell", "collapse_bench.train", "collapse_bench.tune"}
+              "collapse_bench.cell", "collapse_bench.train", "collapse_bench.tune", "collapse_bench.text"}
     for name in graph:
         if name.startswith("collapse_bench.methods"):
             assert not graph[name] & banned, f"{name} imports {graph[name] & banned}"

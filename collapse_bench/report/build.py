@@ -20,6 +20,7 @@ from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed
 from .plots import board_plots, palette
 from .stats import add_time_ratio, add_vanilla_deltas
 from .table import Board, aggregate_frame, build_boards
+from .text_section import board_text
 
 CSV_NAME, JSONL_NAME, FINDINGS_NAME = "results.csv", "results.jsonl", "findings.md"
 
@@ -101,6 +102,7 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
         b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal, dims)]
         if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
             b.findings = fnd.check_findings(b.runs, b.dataset, notes)
+        b.text, b.text_missing = board_text(loaded.records, b.dataset, b.size, [r.label for r in b.rows], b.anchor)
     found = [f for b in boards for f in b.findings]
     if found:
         atomic_write_text(out.parent / FINDINGS_NAME, fnd.markdown(found))

@@ -107,6 +107,8 @@ class Board:
     plots: list[tuple[str, str, str]] = field(default_factory=list)   # (title, inline svg, error if not drawn)
     findings: list = field(default_factory=list)    # report.findings.Finding, on boards that hold vanilla
     decoder: str = "lstm"                           # model.decoder of every run on the board (load.size_of splits)
+    text: list = field(default_factory=list)        # report.text_section.MethodText: what the models write
+    text_missing: list[str] = field(default_factory=list)   # labels on the board with no text recorded
 
     @property
     def anchor(self) -> str:
