@@ -324,8 +324,9 @@ def cmd_study(args) -> int:
             print(f"  {method} is not run on {board}: {why}")
         for method, (seeds, why) in t.tier.fewer_seeds.items():
             print(f"  {method} runs seeds {','.join(map(str, seeds))}: {why}")
+        keep = t.tier.keep_stale and not args.rerun_stale
         status = max(status, _run_and_report(args, t.specs, overwrite=False, report=True, out=t.out,
-                                             dearest_first=False))
+                                             keep_stale=keep, dearest_first=False))
     return status
 
 
@@ -481,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(resumable; a rerun on finished results only rebuilds the pages)")
     st.add_argument("--out", default="reports/study", type=Path, help="the tiers go to OUT/quick and OUT/deep")
     st.add_argument("--tier", default="all", help="quick, deep or all (default)")
+    st.add_argument("--rerun-stale", action="store_true",
+                    help="rerun the deep tier's cells of earlier code too (by default it keeps them, marked)")
     st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
     _execution_args(st)
     st.set_defaults(fn=cmd_study)

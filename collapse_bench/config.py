@@ -236,12 +236,15 @@ class StudyTier:
     seeds: tuple[int, ...] = STUDY_SEEDS
     methods: tuple[str, ...] = STUDY_METHODS
     fewer_seeds: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    keep_stale: bool = False       # keep finished cells of earlier code (marked on the page) instead of rerunning
 
 
 STUDY_TIERS = {
     "quick": StudyTier("quick", "study", (("short-yelp", "lstm"), ("short-yelp", "cnn"),
                                           ("short-yelp", "transformer"), ("ptb", "lstm"))),
-    "deep": StudyTier("deep", "deep", (("short-yelp", "lstm"),), fewer_seeds={
+    # The deep tier takes longer than one stretch of work while the code moves on: its finished cells are kept
+    # and marked when the code changes (`study --rerun-stale` reruns them); each record names its code.
+    "deep": StudyTier("deep", "deep", (("short-yelp", "lstm"),), keep_stale=True, fewer_seeds={
         "savae": ((0,), "one seed: an SA-VAE cell trains ~20x a vanilla cell's time (~80 min at this size on one "
                         "core), three would be a third of the tier's 12 core-hours")}),
 }

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import registry
+from .baseline import VANILLA
 from .config import STUDY_TIERS, ConfigError, StudyTier
 from .method import ParamError
 from .sweep import expand
@@ -25,15 +27,21 @@ def board_name(dataset: str, decoder: str) -> str:
     return f"{dataset} × {decoder}"
 
 
+def _cheapest_first(method: str) -> tuple:
+    cls = registry.get(method)
+    return method != VANILLA, cls(cls.Params()).cost(), method
+
+
 def tier_cells(tier: StudyTier, root: Path, seeds: list[int] | None = None, **common) -> TierCells:
-    """Every cell of a tier, seed-major (all of seed 0's cells first, vanilla first within a board), so that a
-    tier stopped part-way holds whole boards of its first seeds."""
+    """Every cell of a tier, seed-major (all of seed 0's cells first; within a board vanilla first, then the
+    cheapest methods first by `Method.cost()`), so that a tier stopped part-way holds whole boards of its first
+    seeds and, on the board it stopped in, as many methods as its time allowed."""
     out = TierCells(tier, root / tier.name)
     chosen = list(seeds or tier.seeds)
     for seed in chosen:
         for dataset, decoder in tier.boards:
             settings = {} if decoder == DEFAULT_DECODER else {"model": {"decoder": decoder}}
-            for method in sorted(tier.methods, key=lambda m: (m != "vanilla", m)):
+            for method in sorted(tier.methods, key=_cheapest_first):
                 if method in tier.fewer_seeds and seed not in tier.fewer_seeds[method][0]:
                     continue
                 try:
