@@ -450,6 +450,19 @@ def _run_parser(sub: "argparse._SubParsersAction") -> None:
     r.set_defaults(fn=cmd_run)
 
 
+def _study_parser(sub) -> None:
+    st = sub.add_parser("study", help="the published study's tiers: quick (every remedy x decoder on short-Yelp, "
+                                      "the LSTM on PTB) and deep (11x the training, the LSTM on short-Yelp); 3 seeds "
+                                      "(resumable; a rerun on finished results only rebuilds the pages)")
+    st.add_argument("--out", default="reports/study", type=Path, help="the tiers go to OUT/quick and OUT/deep")
+    st.add_argument("--tier", default="all", help="quick, deep or all (default)")
+    st.add_argument("--rerun-stale", action="store_true",
+                    help="rerun the deep tier's cells of earlier code too (by default it keeps them, marked)")
+    st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
+    _execution_args(st)
+    st.set_defaults(fn=cmd_study)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m collapse_bench",
                                 description="Benchmark of posterior-collapse remedies for LSTM text VAEs.")
@@ -477,16 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_args(t)
     t.set_defaults(fn=cmd_tune)
 
-    st = sub.add_parser("study", help="the published study's tiers: quick (every remedy x decoder on short-Yelp, "
-                                      "the LSTM on PTB) and deep (11x the training, the LSTM on short-Yelp); 3 seeds "
-                                      "(resumable; a rerun on finished results only rebuilds the pages)")
-    st.add_argument("--out", default="reports/study", type=Path, help="the tiers go to OUT/quick and OUT/deep")
-    st.add_argument("--tier", default="all", help="quick, deep or all (default)")
-    st.add_argument("--rerun-stale", action="store_true",
-                    help="rerun the deep tier's cells of earlier code too (by default it keeps them, marked)")
-    st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
-    _execution_args(st)
-    st.set_defaults(fn=cmd_study)
+    _study_parser(sub)
 
     ck = sub.add_parser("check", help="check that a method is well formed (contract and invariant) before a sweep",
                         description="Train each method briefly (smoke size, one epoch, small corpus) and check the "
