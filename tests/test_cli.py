@@ -334,26 +334,29 @@ def test_list_says_which_paper_row_each_default_reproduces_and_presets_run(capsy
 
 # --- the study ---------------------------------------------------------------------------------------------
 def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_path, capsys):
-    """`study` covers STUDY_METHODS x STUDY_DATASETS x STUDY_SEEDS at size study; on a folder where
-    every cell is finished it starts no worker, and the page it rebuilds is byte-identical."""
+    """`study` covers every tier's cells (config.STUDY_TIERS, each into OUT/<tier>); on a folder where every cell
+    is finished it starts no worker, and the pages it rebuilds are byte-identical."""
     from collapse_bench import registry
-    from collapse_bench.config import STUDY_DATASETS, STUDY_METHODS, STUDY_SEEDS
-    from collapse_bench.sweep import expand
+    from collapse_bench.config import STUDY_METHODS, STUDY_TIERS
+    from collapse_bench.study import tier_cells
     assert set(STUDY_METHODS) <= set(registry.names())
-    specs = expand(list(STUDY_METHODS), list(STUDY_DATASETS), ["study"], list(STUDY_SEEDS))
-    assert len(specs) == len(STUDY_METHODS) * len(STUDY_DATASETS) * len(STUDY_SEEDS)
-    store = ResultStore(tmp_path / "study")
-    for i, s in enumerate(specs):
-        r = rec(s.method, s.seed, 30.0 + i % 7, 10.0 + i % 5)
-        store.write(r | {"cell": s.cell, "dataset": s.dataset, "size": "study", "label": s.label, "params": s.params})
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").glob("*.json")}
+    tiers = [tier_cells(t, tmp_path / "study") for t in STUDY_TIERS.values()]
+    for t in tiers:
+        store = ResultStore(t.out)
+        for i, s in enumerate(t.specs):
+            r = rec(s.method, s.seed, 30.0 + i % 7, 10.0 + i % 5)
+            store.write(r | {"cell": s.cell, "dataset": s.dataset, "size": s.size, "label": s.label,
+                             "params": s.params, "overrides": s.overrides})
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "study").rglob("*.json")}
     assert main(["study", "--out", str(tmp_path / "study")]) == 0
-    assert f"{len(specs)} cells: {len(specs)} already done" in capsys.readouterr().err
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").glob("*.json")} == stamps
-    page = (tmp_path / "study" / "leaderboard.html").read_bytes()
+    err = capsys.readouterr().err
+    assert all(f"{len(t.specs)} cells: {len(t.specs)} already done" in err for t in tiers)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "study").rglob("*.json") if p.parent.name == "results"} \
+        == {p: m for p, m in stamps.items() if p.parent.name == "results"}
+    pages = {t.tier.name: (t.out / "leaderboard.html").read_bytes() for t in tiers}
     assert main(["study", "--out", str(tmp_path / "study")]) == 0
-    assert (tmp_path / "study" / "leaderboard.html").read_bytes() == page
-    assert (tmp_path / "study" / "findings.md").is_file()
+    assert {t.tier.name: (t.out / "leaderboard.html").read_bytes() for t in tiers} == pages
+    assert all((t.out / "findings.md").is_file() for t in tiers)
 
 
 def test_study_refuses_settings_that_would_change_it(tmp_path, capsys):
