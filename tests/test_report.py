@@ -788,3 +788,89 @@ def test_the_published_study_page_in_headless_chromium(tmp_path: Path) -> None:
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()
+
+
+# ------------------------------------------------------------------ per-sentence evidence, collapse rate, families
+
+def test_paired_bootstrap_on_known_answers() -> None:
+    from collapse_bench.report.evidence import paired_bootstrap
+    mean, lo, hi = paired_bootstrap(np.full((3, 400), 0.25))              # constant: a zero-width interval at it
+    assert lo == hi and mean == pytest.approx(0.25) and lo == pytest.approx(0.25)
+    sym = np.tile(np.r_[np.full(500, -1.0), np.full(500, 1.0)], (3, 1))   # symmetric about 0
+    mean, lo, hi = paired_bootstrap(sym)
+    assert mean == 0 and lo < 0 < hi and lo == pytest.approx(-hi, abs=0.01)
+    # the half-width of a mean of n values of sd 1: about 1.96 / sqrt(n) = 0.062 (within bootstrap noise)
+    assert (hi - lo) / 2 == pytest.approx(1.96 / math.sqrt(1000), rel=0.1)
+    rng = np.random.default_rng(5)
+    skew = rng.exponential(2.0, size=(3, 300)) + np.arange(3)[:, None]     # the mean inside, seeds pooled
+    mean, lo, hi = paired_bootstrap(skew)
+    assert mean == pytest.approx(skew.mean()) and lo < mean < hi
+    assert paired_bootstrap(skew) == (mean, lo, hi)                         # a fixed generator seed: the same
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.zeros((2, 0)))
+
+
+def _npz(path: Path, nll: np.ndarray, index: np.ndarray) -> None:
+    np.savez_compressed(path, nll=np.asarray(nll, dtype=np.float64), index=np.asarray(index, dtype=np.int32))
+
+
+def _sentence_run(run: Path, shuffle: bool, drop: str | None = None) -> Path:
+    """vanilla and 'better' x 3 seeds, 200 sentences at positions 0, 3, 6, ...; better is 0.5 nats lower on every
+    sentence but noise. ``shuffle`` writes each file in its own order; ``drop`` names a cell without a file."""
+    recs = [record(m, m, s, dataset="d", size="study", metrics={"nll": 30.0, "kl": 1.0, "au": 1})
+            for m in ("vanilla", "better") for s in range(3)]
+    write(run, recs)
+    index = np.arange(200) * 3
+    base = np.random.default_rng(0).normal(30, 5, size=200)               # sentences differ a lot, pairs little
+    for k, r in enumerate(recs):
+        nll = base + (r["method"] == "better") * (-0.5 + np.random.default_rng(k).normal(0, 0.1, 200))
+        order = np.random.default_rng(100 + k).permutation(200) if shuffle else np.arange(200)
+        if r["cell"] != drop:
+            _npz(run / "results" / f"{r['cell']}.sentences.npz", nll[order], index[order])
+    return run
+
+
+def test_sentence_pairing_uses_the_index_not_the_file_order(tmp_path: Path) -> None:
+    from collapse_bench.report.evidence import NO_FILE, sentence_evidence
+    from collapse_bench.report.load import read_records
+
+    def read_records_evidence(run: Path) -> dict[str, Any]:
+        return sentence_evidence(read_records(run).records, run / "results", ("d", "study", "lstm"))
+
+    ordered = read_records_evidence(_sentence_run(tmp_path / "a", shuffle=False))["better"]
+    shuffled = read_records_evidence(_sentence_run(tmp_path / "b", shuffle=True))["better"]
+    assert ordered == shuffled and (ordered.seeds, ordered.sentences) == (3, 200)
+    assert ordered.lo < ordered.mean < ordered.hi and ordered.mean == pytest.approx(-0.5, abs=0.03)
+    assert ordered.hi - ordered.lo < 0.1             # paired: the sentences' own spread (sd 5) cancels
+    gone = read_records_evidence(_sentence_run(tmp_path / "c", shuffle=True, drop="better__d__study__seed1"))
+    assert gone["better"].seeds == 2 and gone["better"].missing == f"{NO_FILE}: seed 1"
+    van = read_records_evidence(_sentence_run(tmp_path / "e", shuffle=False, drop="vanilla__d__study__seed0"))
+    assert van["better"].seeds == 2 and van["better"].missing.endswith("seed 0")
+
+
+def test_collapse_rate_and_epoch_on_synthetic_records() -> None:
+    from collapse_bench.report.evidence import collapse_epoch, collapse_rates
+
+    def pts(aus: list[int]) -> list[dict[str, Any]]:
+        return [{"epoch": (i + 1) / 2, "valid_au": au} for i, au in enumerate(aus)]
+
+    assert collapse_epoch(pts([3, 2, 0, 0])) == "1.5" and collapse_epoch(pts([0, 0])) == "0.5"
+    assert collapse_epoch(pts([0, 0, 1])) == "never" and collapse_epoch(pts([2, 0, 1, 0])) == "2"
+    assert collapse_epoch([{"epoch": 1, "valid_kl": 0.1}]) == "–"
+    recs = [record("m", "m", s, metrics={"kl": kl, "au": au, "iw_samples": 5}, curves=pts(c))
+            for s, (kl, au, c) in enumerate([(0.01, 0, [1, 0, 0]), (0.5, 0, [1, 1, 0]), (2.0, 3, [0, 3, 3])])]
+    recs.append(record("lm", "lm", 0, metrics={"kl": 0.0, "au": 0, "iw_samples": 0}))
+    got = collapse_rates(recs, ("synthetic", "smoke", "lstm"))
+    m = got["m"]
+    assert (m.au_text, m.kl_text) == ("2/3", "1/3")
+    assert m.epochs_text == "seed 0: 1, seed 1: 1.5, seed 2: never"
+    assert got["lm"].au_text == "–" and got["lm"].epochs_text == "–"       # no latent: no collapse to count
+
+
+def test_every_study_method_has_a_family() -> None:
+    from collapse_bench.config import STUDY_METHODS
+    from collapse_bench.report.families import FAMILIES, OTHER, family_of
+    listed = [m for methods in FAMILIES.values() for m in methods]
+    assert len(listed) == len(set(listed))                                   # one family a method
+    assert {m: family_of(m) for m in STUDY_METHODS if family_of(m) == OTHER} == {}
+    assert family_of("a-plug-in") == OTHER and family_of("savae") == "optimisation schedules"
