@@ -877,3 +877,115 @@ def test_every_study_method_has_a_family() -> None:
     assert len(listed) == len(set(listed))                                   # one family a method
     assert {m: family_of(m) for m in STUDY_METHODS if family_of(m) == OTHER} == {}
     assert family_of("a-plug-in") == OTHER and family_of("savae") == "optimisation schedules"
+
+
+PLUG_INS = ("plug-a", "plug-b", "plug-c")           # unknown to the families: they go to `other`
+DECODERS = ("lstm", "cnn", "transformer")
+
+
+def wide_records(seeds: tuple[int, ...] = (0, 1)) -> list[dict[str, Any]]:
+    """The study's methods and three plug-ins (25 methods) x 3 decoders on short-yelp at size study, with curves
+    (within-epoch points, AU that falls to 0 for some), a probe and the KL of 16 units: the page at its widest."""
+    from collapse_bench.config import STUDY_METHODS
+    recs = []
+    for k, name in enumerate((*STUDY_METHODS, *PLUG_INS)):
+        for d, decoder in enumerate(DECODERS):
+            for seed in seeds:
+                rng = np.random.default_rng([k, d, seed])
+                au = 0 if k % 4 == 0 else min(16, k)
+                curves = [{"epoch": e / 2, "step": 50 * e, "valid_kl": (k % 5) * e / 8 + 0.01,
+                           "valid_mi": (k % 5) * e / 30, "valid_au": au if e > 4 else max(au, 8 - e),
+                           "valid_kl_dims": list(rng.exponential(0.1, 16) * e)} for e in range(1, 9)]
+                metrics = {"nll": 33 + k / 10 + d + rng.normal(0, 0.2), "ppl": 50.0, "elbo": 34.0, "recon": 33.0,
+                           "kl": 0.05 if au == 0 else float(k % 5 + 0.5), "mi": (k % 5) / 3, "au": au,
+                           "iw_samples": 0 if name == "lm" else 100, "has_latent": name != "lm",
+                           "probe": {str(n): {"mean": 0.6 + k / 80 + 0.02 * i} for i, n in enumerate(PROBE_LABELS)}}
+                r = record(name, name, seed, dataset="short-yelp", size="study", metrics=metrics, curves=curves,
+                           train_seconds=60.0 * (1 + k / 10) * (1 + 0.05 * seed))
+                r["config"]["model"] |= {"decoder": decoder, "nz": 16}
+                if decoder != "lstm":
+                    r["overrides"] = {"model": {"decoder": decoder}}
+                    r["cell"] += f"__{decoder}"
+                if k % 3 == 0:
+                    r["label"] = f"{name}(pretrain=none, some_parameter={k})"
+                recs.append(r)
+    return recs
+
+
+def _with_sentences(run: Path, records: list[dict[str, Any]], skip: str) -> Path:
+    """Per-sentence files for every cell but those of method ``skip``; each cell's own order of sentences."""
+    write(run, records)
+    base = np.random.default_rng(1).normal(30, 4, 120)
+    for i, r in enumerate(records):
+        if r["method"] != skip:
+            order = np.random.default_rng(i).permutation(120)
+            shift = 0.0 if r["method"] == "vanilla" else -0.2
+            _npz(run / "results" / f"{r['cell']}.sentences.npz", (base + shift)[order], (order * 2)[:])
+    return run
+
+
+def test_evidence_and_borrowed_cells_on_the_page(tmp_path: Path) -> None:
+    recs = [r for r in wide_records() if r["method"] in ("vanilla", "bnvae", "fb", "lm")]
+    run = _with_sentences(tmp_path / "run", recs, skip="fb")
+    (run / "against.json").write_text(json.dumps({"dir": "reports/study/quick", "cells": [recs[0]["cell"]]}))
+    html = build_report(run).read_text(encoding="utf-8")
+    assert html.count("Collapse and per-sentence evidence") == len(DECODERS)
+    assert "no per-sentence file" in html and "-0.200 [-0.200, -0.200]" in html and "2 · 120" in html
+    assert "Borrowed cells" in html and "reports/study/quick" in html and recs[0]["cell"] in html
+    # here vanilla keeps its units (never) and bnvae's AU falls to 0 at the 5th half-epoch point, 2.5
+    assert "seed 0: never, seed 1: never" in html and "seed 0: 2.5, seed 1: 2.5" in html
+    assert "Borrowed cells" not in build_report(_with_sentences(tmp_path / "own", recs, skip="fb")).read_text()
+
+
+FAMILY_FILTER_JS = """
+const boxes = [...document.querySelectorAll('input.family-filter')];
+const visible = el => el.getClientRects().length > 0;
+const out = {};
+for (const box of boxes) {
+  boxes.forEach(b => { if (b.checked) { b.click(); } });
+  box.click();
+  out[box.value] = {
+    rows: [...document.querySelectorAll('table.board tbody tr')].filter(visible)
+      .map(tr => [tr.dataset.family, tr.cells[0].dataset.value]),
+    evidence: [...document.querySelectorAll('table.evidence tbody tr')].filter(visible).map(tr => tr.dataset.family),
+    figures: [...document.querySelectorAll('figure[data-family]')].filter(visible).map(f => f.dataset.family),
+  };
+}
+boxes.forEach(b => { if (!b.checked) { b.click(); } });
+out.all = [...document.querySelectorAll('[data-family]')].filter(el => el.hidden).length;
+return out;
+"""
+
+
+@pytest.mark.browser
+def test_page_of_25_methods_and_3_decoders_in_headless_chromium(tmp_path: Path) -> None:
+    """25 methods x 3 decoders: figures clear (no legend on the data, no text cut), every method reachable through
+    its family's checkbox (its rows and its family's curves shown, the other families' hidden) and the page the
+    same bytes on a rebuild."""
+    from collapse_bench.report.families import family_of, family_slug
+    recs = wide_records()
+    run = _with_sentences(tmp_path / "wide", recs, skip="twr")
+    page = build_report(run)
+    first = page.read_bytes()
+    assert build_report(run).read_bytes() == first
+    labels: dict[str, set[str]] = {}
+    for r in recs:
+        labels.setdefault(family_slug(family_of(r["method"])), set()).add(r["label"])
+    assert len({r["method"] for r in recs}) == 25 and "other" in labels
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.get(page.as_uri())
+        for fig in driver.execute_script(FIGURE_GEOMETRY_JS):
+            assert fig["overlaps"] == [], f"legend covers data in {fig['title']!r}: {fig['overlaps']}"
+            assert fig["cut"] == [], f"text cut in {fig['title']!r}: {fig['cut']}"
+        shown = driver.execute_script(FAMILY_FILTER_JS)
+        assert sorted(k for k in shown if k != "all") == sorted(labels)
+        for slug, want in labels.items():
+            rows = shown[slug]["rows"]
+            assert {f for f, _ in rows} == {slug} and sorted(lab for _, lab in rows) == sorted([*want] * len(DECODERS))
+            assert shown[slug]["figures"] == [slug] * len(DECODERS)
+            assert set(shown[slug]["evidence"]) == {slug}
+        assert shown["all"] == 0                      # every box checked again: nothing hidden
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
