@@ -989,3 +989,43 @@ def test_page_of_25_methods_and_3_decoders_in_headless_chromium(tmp_path: Path) 
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()
+
+
+def _tiers(root: Path) -> Path:
+    """quick (size study) and deep (size deep) of the known records; at deep, vanilla and beta keep more KL (with
+    the seeds' spread), nothing else changes."""
+    write(root / "quick", known_records())
+    deep = known_records()
+    for r in deep:
+        r["size"], r["cell"] = "deep", r["cell"].replace("__study__", "__deep__")
+        if r["method"] in ("vanilla", "beta"):
+            r["metrics"]["kl"] += 1.0
+    write(root / "deep", deep)
+    return root
+
+
+def test_both_tiers_side_by_side(tmp_path: Path) -> None:
+    from collapse_bench.cli import main
+    from collapse_bench.report.tiers import TIERS_MD, build_study_tiers
+    root = _tiers(tmp_path / "study")
+    index = build_study_tiers(root, ["quick", "deep"])
+    assert index == root / "index.html" and (root / "quick" / "leaderboard.html").is_file()
+    assert (root / "deep" / "leaderboard.html").is_file()
+    md = (root / TIERS_MD).read_text(encoding="utf-8")
+    lines = md.splitlines()
+    assert "| board | paper's finding | quick | deep | quick → deep |" in lines
+    collapse = next(line for line in lines if "The vanilla VAE collapses" in line)
+    assert collapse.endswith("| reproduced | not reproduced | moved |")          # KL 0.05 -> 1.05
+    assert next(line for line in lines if "BN-VAE keeps AU" in line).endswith("| reproduced | reproduced | held |")
+    assert next(line for line in lines if "SA-VAE costs" in line).endswith("| not comparable | not comparable | – |")
+    beta = next(line for line in lines if line.startswith("| short-yelp · lstm | beta |"))
+    assert "1.00 ± 0.10 (3) → 2.00 ± 0.10 (3) **moved**" in beta                   # KL moved; AU held
+    assert "3.00 ± 1.00 (3) → 3.00 ± 1.00 (3) **held**" in beta
+    bn = next(line for line in lines if line.startswith("| short-yelp · lstm | bnvae |"))
+    assert "**moved**" not in bn and "1.03 ± 0.00 (3) → 1.03 ± 0.00 (3) **held**" in bn   # equal, no variance
+    page = index.read_text(encoding="utf-8")
+    assert 'href="quick/leaderboard.html"' in page and 'href="deep/leaderboard.html"' in page and "<script" not in page
+    first = (md, page)
+    assert main(["report", str(root)]) == 0                                          # the CLI's way in: the same
+    assert ((root / TIERS_MD).read_text(encoding="utf-8"), index.read_text(encoding="utf-8")) == first
+    assert main(["report", str(tmp_path / "study" / "quick")]) == 0                # a tier alone: its page
