@@ -385,6 +385,11 @@ def cmd_report(args) -> int:
         raise ConfigError(f"report {d}: {'not a folder' if d.exists() else 'no such folder'}; give the --out folder "
                           f"of a run (it holds results/), e.g. python -m collapse_bench report runs/latest")
     if not any((d / "results").glob("*.json")) and not (d / "results.jsonl").is_file():
+        from .config import STUDY_TIERS
+        from .report.tiers import build_study_tiers, study_tiers
+        if study_tiers(d, list(STUDY_TIERS)):         # the study's root: its tiers' pages, tiers.md, index.html
+            print(build_study_tiers(d, list(STUDY_TIERS), warn=_warn))
+            return 0
         raise ConfigError(f"report {d}: no result files in {d / 'results'} (nor {d / 'results.jsonl'}); give the "
                           f"--out folder of a run, or run one first: python -m collapse_bench run --out {d}")
     from .report import build_report

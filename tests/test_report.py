@@ -619,7 +619,10 @@ def test_study_page_with_every_method_legends_clear_and_no_label_cut(tmp_path: P
     try:
         driver.get(page.as_uri())
         figures = driver.execute_script(FIGURE_GEOMETRY_JS)
-        assert len(figures) == 9     # short-yelp: curves, Pareto, probe, time, heatmaps; ptb: no probe
+        from collapse_bench.report.families import family_of
+        families = len({family_of(r["method"]) for r in study_records()})
+        # short-yelp: curves (one figure a family), Pareto, probe, time, heatmaps; ptb: no probe
+        assert len(figures) == 2 * families + 4 + 3
         for fig in figures:
             assert fig["axes"] >= 1, fig["title"]
             assert fig["overlaps"] == [], f"legend covers data in {fig['title']!r}: {fig['overlaps']}"
@@ -788,3 +791,241 @@ def test_the_published_study_page_in_headless_chromium(tmp_path: Path) -> None:
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()
+
+
+# ------------------------------------------------------------------ per-sentence evidence, collapse rate, families
+
+def test_paired_bootstrap_on_known_answers() -> None:
+    from collapse_bench.report.evidence import paired_bootstrap
+    mean, lo, hi = paired_bootstrap(np.full((3, 400), 0.25))              # constant: a zero-width interval at it
+    assert lo == hi and mean == pytest.approx(0.25) and lo == pytest.approx(0.25)
+    sym = np.tile(np.r_[np.full(500, -1.0), np.full(500, 1.0)], (3, 1))   # symmetric about 0
+    mean, lo, hi = paired_bootstrap(sym)
+    assert mean == 0 and lo < 0 < hi and lo == pytest.approx(-hi, abs=0.01)
+    # the half-width of a mean of n values of sd 1: about 1.96 / sqrt(n) = 0.062 (within bootstrap noise)
+    assert (hi - lo) / 2 == pytest.approx(1.96 / math.sqrt(1000), rel=0.1)
+    rng = np.random.default_rng(5)
+    skew = rng.exponential(2.0, size=(3, 300)) + np.arange(3)[:, None]     # the mean inside, seeds pooled
+    mean, lo, hi = paired_bootstrap(skew)
+    assert mean == pytest.approx(skew.mean()) and lo < mean < hi
+    assert paired_bootstrap(skew) == (mean, lo, hi)                         # a fixed generator seed: the same
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.zeros((2, 0)))
+
+
+def _npz(path: Path, nll: np.ndarray, index: np.ndarray) -> None:
+    np.savez_compressed(path, nll=np.asarray(nll, dtype=np.float64), index=np.asarray(index, dtype=np.int32))
+
+
+def _sentence_run(run: Path, shuffle: bool, drop: str | None = None) -> Path:
+    """vanilla and 'better' x 3 seeds, 200 sentences at positions 0, 3, 6, ...; better is 0.5 nats lower on every
+    sentence but noise. ``shuffle`` writes each file in its own order; ``drop`` names a cell without a file."""
+    recs = [record(m, m, s, dataset="d", size="study", metrics={"nll": 30.0, "kl": 1.0, "au": 1})
+            for m in ("vanilla", "better") for s in range(3)]
+    write(run, recs)
+    index = np.arange(200) * 3
+    base = np.random.default_rng(0).normal(30, 5, size=200)               # sentences differ a lot, pairs little
+    for k, r in enumerate(recs):
+        nll = base + (r["method"] == "better") * (-0.5 + np.random.default_rng(k).normal(0, 0.1, 200))
+        order = np.random.default_rng(100 + k).permutation(200) if shuffle else np.arange(200)
+        if r["cell"] != drop:
+            _npz(run / "results" / f"{r['cell']}.sentences.npz", nll[order], index[order])
+    return run
+
+
+def test_sentence_pairing_uses_the_index_not_the_file_order(tmp_path: Path) -> None:
+    from collapse_bench.report.evidence import NO_FILE, sentence_evidence
+    from collapse_bench.report.load import read_records
+
+    def read_records_evidence(run: Path) -> dict[str, Any]:
+        return sentence_evidence(read_records(run).records, run / "results", ("d", "study", "lstm"))
+
+    ordered = read_records_evidence(_sentence_run(tmp_path / "a", shuffle=False))["better"]
+    shuffled = read_records_evidence(_sentence_run(tmp_path / "b", shuffle=True))["better"]
+    assert ordered == shuffled and (ordered.seeds, ordered.sentences) == (3, 200)
+    assert ordered.lo < ordered.mean < ordered.hi and ordered.mean == pytest.approx(-0.5, abs=0.03)
+    assert ordered.hi - ordered.lo < 0.1             # paired: the sentences' own spread (sd 5) cancels
+    gone = read_records_evidence(_sentence_run(tmp_path / "c", shuffle=True, drop="better__d__study__seed1"))
+    assert gone["better"].seeds == 2 and gone["better"].missing == f"{NO_FILE}: seed 1"
+    van = read_records_evidence(_sentence_run(tmp_path / "e", shuffle=False, drop="vanilla__d__study__seed0"))
+    assert van["better"].seeds == 2 and van["better"].missing.endswith("seed 0")
+
+
+def test_collapse_rate_and_epoch_on_synthetic_records() -> None:
+    from collapse_bench.report.evidence import collapse_epoch, collapse_rates
+
+    def pts(aus: list[int]) -> list[dict[str, Any]]:
+        return [{"epoch": (i + 1) / 2, "valid_au": au} for i, au in enumerate(aus)]
+
+    assert collapse_epoch(pts([3, 2, 0, 0])) == "1.5" and collapse_epoch(pts([0, 0])) == "0.5"
+    assert collapse_epoch(pts([0, 0, 1])) == "never" and collapse_epoch(pts([2, 0, 1, 0])) == "2"
+    assert collapse_epoch([{"epoch": 1, "valid_kl": 0.1}]) == "–"
+    recs = [record("m", "m", s, metrics={"kl": kl, "au": au, "iw_samples": 5}, curves=pts(c))
+            for s, (kl, au, c) in enumerate([(0.01, 0, [1, 0, 0]), (0.5, 0, [1, 1, 0]), (2.0, 3, [0, 3, 3])])]
+    recs.append(record("lm", "lm", 0, metrics={"kl": 0.0, "au": 0, "iw_samples": 0}))
+    got = collapse_rates(recs, ("synthetic", "smoke", "lstm"))
+    m = got["m"]
+    assert (m.au_text, m.kl_text) == ("2/3", "1/3")
+    assert m.epochs_text == "seed 0: 1, seed 1: 1.5, seed 2: never"
+    assert got["lm"].au_text == "–" and got["lm"].epochs_text == "–"       # no latent: no collapse to count
+
+
+def test_every_study_method_has_a_family() -> None:
+    from collapse_bench.config import STUDY_METHODS
+    from collapse_bench.report.families import FAMILIES, OTHER, family_of
+    listed = [m for methods in FAMILIES.values() for m in methods]
+    assert len(listed) == len(set(listed))                                   # one family a method
+    assert {m: family_of(m) for m in STUDY_METHODS if family_of(m) == OTHER} == {}
+    assert family_of("a-plug-in") == OTHER and family_of("savae") == "optimisation schedules"
+
+
+PLUG_INS = ("plug-a", "plug-b", "plug-c")           # unknown to the families: they go to `other`
+DECODERS = ("lstm", "cnn", "transformer")
+
+
+def wide_records(seeds: tuple[int, ...] = (0, 1)) -> list[dict[str, Any]]:
+    """The study's methods and three plug-ins (25 methods) x 3 decoders on short-yelp at size study, with curves
+    (within-epoch points, AU that falls to 0 for some), a probe and the KL of 16 units: the page at its widest."""
+    from collapse_bench.config import STUDY_METHODS
+    recs = []
+    for k, name in enumerate((*STUDY_METHODS, *PLUG_INS)):
+        for d, decoder in enumerate(DECODERS):
+            for seed in seeds:
+                rng = np.random.default_rng([k, d, seed])
+                au = 0 if k % 4 == 0 else min(16, k)
+                curves = [{"epoch": e / 2, "step": 50 * e, "valid_kl": (k % 5) * e / 8 + 0.01,
+                           "valid_mi": (k % 5) * e / 30, "valid_au": au if e > 4 else max(au, 8 - e),
+                           "valid_kl_dims": list(rng.exponential(0.1, 16) * e)} for e in range(1, 9)]
+                metrics = {"nll": 33 + k / 10 + d + rng.normal(0, 0.2), "ppl": 50.0, "elbo": 34.0, "recon": 33.0,
+                           "kl": 0.05 if au == 0 else float(k % 5 + 0.5), "mi": (k % 5) / 3, "au": au,
+                           "iw_samples": 0 if name == "lm" else 100, "has_latent": name != "lm",
+                           "probe": {str(n): {"mean": 0.6 + k / 80 + 0.02 * i} for i, n in enumerate(PROBE_LABELS)}}
+                r = record(name, name, seed, dataset="short-yelp", size="study", metrics=metrics, curves=curves,
+                           train_seconds=60.0 * (1 + k / 10) * (1 + 0.05 * seed))
+                r["config"]["model"] |= {"decoder": decoder, "nz": 16}
+                if decoder != "lstm":
+                    r["overrides"] = {"model": {"decoder": decoder}}
+                    r["cell"] += f"__{decoder}"
+                if k % 3 == 0:
+                    r["label"] = f"{name}(pretrain=none, some_parameter={k})"
+                recs.append(r)
+    return recs
+
+
+def _with_sentences(run: Path, records: list[dict[str, Any]], skip: str) -> Path:
+    """Per-sentence files for every cell but those of method ``skip``; each cell's own order of sentences."""
+    write(run, records)
+    base = np.random.default_rng(1).normal(30, 4, 120)
+    for i, r in enumerate(records):
+        if r["method"] != skip:
+            order = np.random.default_rng(i).permutation(120)
+            shift = 0.0 if r["method"] == "vanilla" else -0.2
+            _npz(run / "results" / f"{r['cell']}.sentences.npz", (base + shift)[order], (order * 2)[:])
+    return run
+
+
+def test_evidence_and_borrowed_cells_on_the_page(tmp_path: Path) -> None:
+    recs = [r for r in wide_records() if r["method"] in ("vanilla", "bnvae", "fb", "lm")]
+    run = _with_sentences(tmp_path / "run", recs, skip="fb")
+    (run / "against.json").write_text(json.dumps({"dir": "reports/study/quick", "cells": [recs[0]["cell"]]}))
+    html = build_report(run).read_text(encoding="utf-8")
+    assert html.count("Collapse and per-sentence evidence") == len(DECODERS)
+    assert "no per-sentence file" in html and "-0.200 [-0.200, -0.200]" in html and "2 · 120" in html
+    assert "Borrowed cells" in html and "reports/study/quick" in html and recs[0]["cell"] in html
+    # here vanilla keeps its units (never) and bnvae's AU falls to 0 at the 5th half-epoch point, 2.5
+    assert "seed 0: never, seed 1: never" in html and "seed 0: 2.5, seed 1: 2.5" in html
+    assert "Borrowed cells" not in build_report(_with_sentences(tmp_path / "own", recs, skip="fb")).read_text()
+
+
+FAMILY_FILTER_JS = """
+const boxes = [...document.querySelectorAll('input.family-filter')];
+const visible = el => el.getClientRects().length > 0;
+const out = {};
+for (const box of boxes) {
+  boxes.forEach(b => { if (b.checked) { b.click(); } });
+  box.click();
+  out[box.value] = {
+    rows: [...document.querySelectorAll('table.board tbody tr')].filter(visible)
+      .map(tr => [tr.dataset.family, tr.cells[0].dataset.value]),
+    evidence: [...document.querySelectorAll('table.evidence tbody tr')].filter(visible).map(tr => tr.dataset.family),
+    figures: [...document.querySelectorAll('figure[data-family]')].filter(visible).map(f => f.dataset.family),
+  };
+}
+boxes.forEach(b => { if (!b.checked) { b.click(); } });
+out.all = [...document.querySelectorAll('[data-family]')].filter(el => el.hidden).length;
+return out;
+"""
+
+
+@pytest.mark.browser
+def test_page_of_25_methods_and_3_decoders_in_headless_chromium(tmp_path: Path) -> None:
+    """25 methods x 3 decoders: figures clear (no legend on the data, no text cut), every method reachable through
+    its family's checkbox (its rows and its family's curves shown, the other families' hidden) and the page the
+    same bytes on a rebuild."""
+    from collapse_bench.report.families import family_of, family_slug
+    recs = wide_records()
+    run = _with_sentences(tmp_path / "wide", recs, skip="twr")
+    page = build_report(run)
+    first = page.read_bytes()
+    assert build_report(run).read_bytes() == first
+    labels: dict[str, set[str]] = {}
+    for r in recs:
+        labels.setdefault(family_slug(family_of(r["method"])), set()).add(r["label"])
+    assert len({r["method"] for r in recs}) == 25 and "other" in labels
+    driver = _driver(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        driver.get(page.as_uri())
+        for fig in driver.execute_script(FIGURE_GEOMETRY_JS):
+            assert fig["overlaps"] == [], f"legend covers data in {fig['title']!r}: {fig['overlaps']}"
+            assert fig["cut"] == [], f"text cut in {fig['title']!r}: {fig['cut']}"
+        shown = driver.execute_script(FAMILY_FILTER_JS)
+        assert sorted(k for k in shown if k != "all") == sorted(labels)
+        for slug, want in labels.items():
+            rows = shown[slug]["rows"]
+            assert {f for f, _ in rows} == {slug} and sorted(lab for _, lab in rows) == sorted([*want] * len(DECODERS))
+            assert shown[slug]["figures"] == [slug] * len(DECODERS)
+            assert set(shown[slug]["evidence"]) == {slug}
+        assert shown["all"] == 0                      # every box checked again: nothing hidden
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
+def _tiers(root: Path) -> Path:
+    """quick (size study) and deep (size deep) of the known records; at deep, vanilla and beta keep more KL (with
+    the seeds' spread), nothing else changes."""
+    write(root / "quick", known_records())
+    deep = known_records()
+    for r in deep:
+        r["size"], r["cell"] = "deep", r["cell"].replace("__study__", "__deep__")
+        if r["method"] in ("vanilla", "beta"):
+            r["metrics"]["kl"] += 1.0
+    write(root / "deep", deep)
+    return root
+
+
+def test_both_tiers_side_by_side(tmp_path: Path) -> None:
+    from collapse_bench.cli import main
+    from collapse_bench.report.tiers import TIERS_MD, build_study_tiers
+    root = _tiers(tmp_path / "study")
+    index = build_study_tiers(root, ["quick", "deep"])
+    assert index == root / "index.html" and (root / "quick" / "leaderboard.html").is_file()
+    assert (root / "deep" / "leaderboard.html").is_file()
+    md = (root / TIERS_MD).read_text(encoding="utf-8")
+    lines = md.splitlines()
+    assert "| board | paper's finding | quick | deep | quick → deep |" in lines
+    collapse = next(line for line in lines if "The vanilla VAE collapses" in line)
+    assert collapse.endswith("| reproduced | not reproduced | moved |")          # KL 0.05 -> 1.05
+    assert next(line for line in lines if "BN-VAE keeps AU" in line).endswith("| reproduced | reproduced | held |")
+    assert next(line for line in lines if "SA-VAE costs" in line).endswith("| not comparable | not comparable | – |")
+    beta = next(line for line in lines if line.startswith("| short-yelp · lstm | beta |"))
+    assert "1.00 ± 0.10 (3) → 2.00 ± 0.10 (3) **moved**" in beta                   # KL moved; AU held
+    assert "3.00 ± 1.00 (3) → 3.00 ± 1.00 (3) **held**" in beta
+    bn = next(line for line in lines if line.startswith("| short-yelp · lstm | bnvae |"))
+    assert "**moved**" not in bn and "1.03 ± 0.00 (3) → 1.03 ± 0.00 (3) **held**" in bn   # equal, no variance
+    page = index.read_text(encoding="utf-8")
+    assert 'href="quick/leaderboard.html"' in page and 'href="deep/leaderboard.html"' in page and "<script" not in page
+    first = (md, page)
+    assert main(["report", str(root)]) == 0                                          # the CLI's way in: the same
+    assert ((root / TIERS_MD).read_text(encoding="utf-8"), index.read_text(encoding="utf-8")) == first
+    assert main(["report", str(tmp_path / "study" / "quick")]) == 0                # a tier alone: its page

@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from dataclasses import dataclass
+
 import jinja2
 import pandas as pd
 from markupsafe import Markup
@@ -16,13 +18,54 @@ from ..fileio import atomic_write_text
 from ..store import read_stale_marks
 from . import findings as fnd
 from . import published
+from .evidence import BOOTSTRAP_B, COLLAPSE_KL, Collapse, SentenceEvidence, collapse_rates, sentence_evidence
+from .families import family_key, family_slug
 from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed_key
 from .plots import board_plots, palette
-from .stats import add_time_ratio, add_vanilla_deltas
+from .stats import Summary, add_time_ratio, add_vanilla_deltas
 from .table import Board, aggregate_frame, build_boards
 from .text_section import board_text
 
 CSV_NAME, JSONL_NAME, FINDINGS_NAME = "results.csv", "results.jsonl", "findings.md"
+AGAINST_FILE = "against.json"     # written by `run --against DIR` (collapse_bench/against.py): the borrowed cells
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    label: str
+    family: str
+    family_slug: str
+    across_seeds: str               # the table's paired NLL difference over seeds, with its t-interval
+    sentences: SentenceEvidence | None   # None: vanilla itself
+    collapse: Collapse | None
+
+
+def _delta_text(d: Summary | None) -> str:
+    if d is None:
+        return "–"
+    ci = f" [{d.lo:+.3f}, {d.hi:+.3f}]" if d.n >= 2 else ""
+    return f"{d.mean:+.3f}{ci} ({d.n})"
+
+
+def board_evidence(board: Board, records: list[dict[str, Any]], results_dir: Path) -> list[EvidenceRow]:
+    """The board's collapse rates and per-sentence NLL differences to vanilla, by family, then label."""
+    key = (board.dataset, board.size, board.decoder)
+    sentences, collapse = sentence_evidence(records, results_dir, key), collapse_rates(records, key)
+    rows = sorted(board.rows, key=lambda r: (family_key(r.family), r.label))
+    return [EvidenceRow(r.label, r.family, r.family_slug,
+                        "reference" if r.method == VANILLA else _delta_text(r.cells["nll"].delta),
+                        sentences.get(r.label), collapse.get(r.label)) for r in rows if r.n_ok]
+
+
+def read_against(run_dir: Path) -> dict[str, Any] | None:
+    """OUT/against.json ({"dir": ..., "cells": [...]}) when the run borrowed cells, else None."""
+    path = run_dir / AGAINST_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    cells = data.get("cells") if isinstance(data, dict) else None
+    return {"dir": str(data.get("dir", "?")), "cells": sorted(str(c) for c in cells)} if isinstance(cells, list) \
+        else None
 
 
 def _uniq(values: Any, sep: str = ", ") -> str:
@@ -96,10 +139,11 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
     df = add_vanilla_deltas(add_time_ratio(frame(loaded.records)))
     boards = build_boards(df)
     curves, dims = curves_frame(loaded.records), kl_dims_frame(loaded.records)
-    pal = palette(sorted(df["label"].unique()) if not df.empty else [])
+    pal = palette(dict(zip(df["label"], df["method"], strict=True)))
     notes = fnd.read_notes(run_dir)
     for b in boards:
-        b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal, dims)]
+        b.plots = [(title, Markup(svg), err, fam) for title, svg, err, fam in board_plots(b, curves, pal, dims)]
+        b.evidence = board_evidence(b, loaded.records, run_dir / "results")
         if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
             b.findings = fnd.check_findings(b.runs, b.dataset, notes)
         b.text, b.text_missing = board_text(loaded.records, b.dataset, b.size, [r.label for r in b.rows], b.anchor)
@@ -109,7 +153,10 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
     atomic_write_text(out.parent / JSONL_NAME,
            "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str) + "\n" for r in loaded.records))
     atomic_write_text(out.parent / CSV_NAME, aggregate_frame(boards).to_csv(index=False))
+    families = sorted({r.family for b in boards for r in b.rows}, key=family_key)
     html = _template().render(info=_info(df, loaded), boards=boards, unreadable=loaded.unreadable,
+                              families=[(f, family_slug(f)) for f in families], against=read_against(run_dir),
+                              bootstrap_b=BOOTSTRAP_B, collapse_kl=COLLAPSE_KL,
                               stale=sorted(read_stale_marks(run_dir).items()),
                               citation=published.CITATION, csv_name=CSV_NAME, jsonl_name=JSONL_NAME, runs_of=_runs)
     atomic_write_text(out, html)

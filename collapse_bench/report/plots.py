@@ -14,6 +14,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .families import family_key, family_of, family_slug
 from .stats import Summary, summarize
 from .table import Board
 
@@ -33,9 +34,25 @@ def plain(s: str) -> str:
     return " " + s if s.startswith("_") else s
 
 
-def palette(labels: list[str]) -> dict[str, tuple[float, float, float]]:
-    colours = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
-    return {plain(label): c for label, c in zip(labels, colours, strict=True)}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")    # one per family: a panel of every family tells them apart
+
+
+def palette(methods: dict[str, str]) -> dict[str, tuple[float, float, float]]:
+    """A colour per label ({label: method}), distinct within its family (each family's panel of curves): the
+    labels of a family take tab10's colours in turn (husl past 10); families are told apart by `markers`."""
+    by: dict[str, list[str]] = {}
+    for label in sorted(methods):
+        by.setdefault(family_of(methods[label]), []).append(label)
+    out = {}
+    for labels in by.values():
+        colours = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
+        out |= {plain(label): c for label, c in zip(labels, colours, strict=True)}
+    return out
+
+
+def markers(methods: dict[str, str]) -> dict[str, str]:
+    """A marker per label ({label: method}): its family's."""
+    return {plain(label): MARKERS[family_key(family_of(m)) % len(MARKERS)] for label, m in methods.items()}
 
 
 @contextmanager
@@ -112,6 +129,7 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, floa
 
 
 def pareto(board: Board, pal: dict) -> Figure | None:
+    mk = markers({r.label: r.method for r in board.rows})
     pts = []
     for r in board.rows:
         nll, mi = r.cells["nll"].summary, r.cells["mi"].summary
@@ -126,7 +144,7 @@ def pareto(board: Board, pal: dict) -> Figure | None:
     for (_, n, m), lab in zip(pts, data["label"], strict=True):
         ax.errorbar(n.mean, m.mean, xerr=_half(n), yerr=_half(m), color=pal.get(lab, "grey"), alpha=0.6,
                     capsize=2, lw=1, zorder=1)
-    sns.scatterplot(data, x="nll", y="mi", hue="label", palette=pal, s=45, ax=ax, zorder=3)
+    sns.scatterplot(data, x="nll", y="mi", hue="label", style="label", markers=mk, palette=pal, s=45, ax=ax, zorder=3)
     front = pareto_front([(p[0], p[1].mean, p[2].mean) for p in pts])
     ax.plot([p[1] for p in front], [p[2] for p in front], drawstyle="steps-post", color="black", lw=1.2,
             ls="--", zorder=2, label="Pareto front")
@@ -224,33 +242,43 @@ def wrap(label: str, width: int = 36) -> str:
     return "\n".join([*lines, line])
 
 
+def _family_curves(board: Board, mine: pd.DataFrame, pal: dict) -> list[tuple[str, str, Callable[[], Figure | None]]]:
+    """One small figure of curves per family on the board (few lines a panel), in the families' order."""
+    fams: dict[str, list[str]] = {}
+    for r in board.rows:
+        fams.setdefault(family_of(r.method), []).append(plain(r.label))
+    return [(f"KL, MI and AU over training: {fam} (validation; band: 95% t-interval over seeds)", family_slug(fam),
+             lambda labels=labels: curves(mine[mine["label"].isin(labels)], pal))
+            for fam, labels in sorted(fams.items(), key=lambda kv: family_key(kv[0]))]
+
+
 def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
-                dims_frame: pd.DataFrame | None = None) -> list[tuple[str, str, str]]:
-    """(title, svg, error) for each plot the board's data supports; ``pal`` keeps colours across boards.
+                dims_frame: pd.DataFrame | None = None) -> list[tuple[str, str, str, str]]:
+    """(title, svg, error, family slug or '') for each plot the board's data supports; ``pal`` keeps colours across
+    boards. Curves come one figure per family (the page's family filter hides the others).
 
     A plot that cannot be drawn (e.g. values matplotlib cannot scale) yields its error instead of losing the page.
     """
     mine = curve_frame[(curve_frame["dataset"] == board.dataset) & (curve_frame["size"] == board.size)]
     mine = mine.assign(label=mine["label"].map(plain))
     scale = next((m.scale for m in board.metrics if m.key.startswith("probe@")), 1.0)
-    makers: list[tuple[str, Callable[[], Figure | None]]] = [
-        ("KL, MI and AU over training (validation; band: 95% t-interval over seeds)", lambda: curves(mine, pal)),
-        ("NLL against MI, Pareto front", lambda: pareto(board, pal)),
-        ("Probe accuracy against number of labels", lambda: probe(board.runs, pal, scale)),
-        ("Training time ratio to vanilla", lambda: time_ratio(board.runs, pal)),
+    makers: list[tuple[str, str, Callable[[], Figure | None]]] = [*_family_curves(board, mine, pal),
+        ("NLL against MI, Pareto front", "", lambda: pareto(board, pal)),
+        ("Probe accuracy against number of labels", "", lambda: probe(board.runs, pal, scale)),
+        ("Training time ratio to vanilla", "", lambda: time_ratio(board.runs, pal)),
     ]
     if dims_frame is not None:
         dims = dims_frame[(dims_frame["dataset"] == board.dataset) & (dims_frame["size"] == board.size)]
         makers.append(("Where collapse happens: KL of every latent unit over training (validation subset; rows sorted "
-                       "by final KL; first seed; vMF and models without a Gaussian latent record none)",
+                       "by final KL; first seed; vMF and models without a Gaussian latent record none)", "",
                        lambda: kl_heatmaps(dims, [r.label for r in board.rows])))
     out = []
     with _style():
-        for i, (title, make) in enumerate(makers):
+        for i, (title, family, make) in enumerate(makers):
             try:
                 fig = make()
                 if fig is not None:
-                    out.append((title, to_svg(fig, f"{board.anchor}-{i}"), ""))
+                    out.append((title, to_svg(fig, f"{board.anchor}-{i}"), "", family))
             except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
-                out.append((title, "", f"{type(e).__name__}: {e}"))
+                out.append((title, "", f"{type(e).__name__}: {e}", family))
     return out

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from . import published
+from .families import family_of, family_slug
 from .load import probe_key
 from .stats import VANILLA, Summary, mark_best, ranks, summarize
 
@@ -94,6 +95,14 @@ class Row:
     def params_text(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.params.items())
 
+    @property
+    def family(self) -> str:
+        return family_of(self.method)
+
+    @property
+    def family_slug(self) -> str:
+        return family_slug(self.family)
+
 
 @dataclass
 class Board:
@@ -109,6 +118,7 @@ class Board:
     decoder: str = "lstm"                           # model.decoder of every run on the board (load.size_of splits)
     text: list = field(default_factory=list)        # report.text_section.MethodText: what the models write
     text_missing: list[str] = field(default_factory=list)   # labels on the board with no text recorded
+    evidence: list = field(default_factory=list)    # build.EvidenceRow: collapse rate, per-sentence differences
 
     @property
     def anchor(self) -> str:
