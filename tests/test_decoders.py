@@ -94,13 +94,18 @@ def test_batched_iw_path_matches_training_path(name, model):
 
 
 def test_lstm_decoder_unchanged():
-    """The default decoder's seeded init and outputs equal those of the code before the decoder axis (70d4748)."""
+    """The default decoder's seeded init and outputs equal those of the code before the decoder axis (70d4748), bit
+    for bit at one torch thread, as cells run (with two, oneDNN's LSTM backward-ready path may split its sums
+    differently when the machine is busy: the last bits of one value moved)."""
     sys.path.insert(0, str(FIXTURES))
+    threads = torch.get_num_threads()
     try:
         from make_lstm_fixture import fixture
+        torch.set_num_threads(1)
+        assert fixture() == json.loads((FIXTURES / "lstm_decoder_log_prob.json").read_text())
     finally:
         sys.path.remove(str(FIXTURES))
-    assert fixture() == json.loads((FIXTURES / "lstm_decoder_log_prob.json").read_text())
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("size", SIZES)
