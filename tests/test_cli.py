@@ -332,6 +332,26 @@ def test_list_says_which_paper_row_each_default_reproduces_and_presets_run(capsy
     assert rec["preset"] == "vae" and rec["label"] == "preset:vae" and rec["config"]["train"]["lr"] == 1.0
 
 
+def test_the_cnn_vae_preset_is_listed_expands_to_yang_et_al_s_recipe_and_builds(capsys):
+    """`run --presets cnn-vae`'s expansion (no training): Yang et al.'s LCNN decoder, Adam (lr 1e-3, beta1 0.5),
+    dropout 0.1 in every block; the optimisers the Trainer builds take that beta1."""
+    from collapse_bench.cell import build_trainer
+    from collapse_bench.config import CNN_CONFIGS
+    from collapse_bench.sweep import expand_presets
+    assert main(["list", "--presets"]) == 0
+    out = capsys.readouterr().out
+    assert "cnn-vae" in out and "lm: CNN-VAE" in out
+    for dataset, size in (("yelp", "paper"), ("short-yelp", "default"), ("synthetic", "smoke")):
+        (spec,) = expand_presets(["cnn-vae"], [dataset], [size], [0])
+        cfg = spec.size_config()
+        assert spec.method == "vanilla" and spec.label == "preset:cnn-vae"
+        assert (cfg.model.decoder, cfg.model.cnn_dilations, cfg.model.cnn_dropout) == ("cnn", CNN_CONFIGS["lcnn"], 0.1)
+        assert (cfg.train.optimizer, cfg.train.lr, cfg.train.adam_beta1) == ("adam", 1e-3, 0.5)
+    trainer = build_trainer(spec)                      # synthetic at smoke: a real model and its optimisers
+    assert {b.drop.p for b in trainer.model.decoder.blocks} == {0.1}
+    assert {g["betas"] for o in (trainer.enc_opt, trainer.dec_opt) for g in o.param_groups} == {(0.5, 0.999)}
+
+
 # --- the study ---------------------------------------------------------------------------------------------
 def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_path, capsys):
     """`study` covers STUDY_METHODS x STUDY_DATASETS x STUDY_SEEDS at size study; on a folder where
