@@ -100,7 +100,7 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
     for b in boards:
         b.plots = [(title, Markup(svg), err) for title, svg, err in board_plots(b, curves, pal, dims)]
         if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
-            b.findings = fnd.check_findings(b.runs, b.dataset, notes)
+            b.findings = fnd.check_findings(b.runs, b.dataset, notes, b.decoder)
     found = [f for b in boards for f in b.findings]
     if found:
         atomic_write_text(out.parent / FINDINGS_NAME, fnd.markdown(found))
