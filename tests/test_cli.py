@@ -84,6 +84,20 @@ def test_baseline_table_pairs_like_the_report():
     assert len(table.splitlines()) == 3 and baseline_table([rec("vanilla", 0, 1.0, 1.0)]) == ""
 
 
+def test_baseline_and_summary_tables_keep_decoders_apart():
+    """A CNN cell pairs with the CNN's vanilla, never the LSTM's: one row per decoder, each with its own ratio."""
+    cnn = {"overrides": {"model": {"decoder": "cnn"}}, "config": {"model": {"decoder": "cnn"}}}
+    records = [rec("vanilla", 0, 100.0, 10.0), rec("m", 0, 101.0, 20.0),
+               rec("vanilla", 0, 80.0, 40.0) | cnn, rec("m", 0, 70.0, 60.0) | cnn]
+    head, *rows = baseline_table(records).splitlines()[1:]
+    cols = {r["decoder"]: r for r in (dict(zip(head.split(), row.split())) for row in rows)}
+    assert sorted(cols) == ["cnn", "lstm"]
+    assert (cols["lstm"]["ΔNLL"], cols["lstm"]["time"]) == ("+1.00", "2.00")
+    assert (cols["cnn"]["ΔNLL"], cols["cnn"]["time"]) == ("-10.00", "1.50")
+    head, *rows = summary_table(records).splitlines()
+    assert [dict(zip(head.split(), row.split()))["decoder"] for row in rows] == ["lstm", "lstm", "cnn", "cnn"]
+
+
 def test_summary_shows_no_latent_metrics_for_a_model_without_a_latent():
     lm = rec("lm", 0, 42.0, 1.0)
     lm["metrics"].update(kl=0.0, mi=0.0, au=0, probe={}, has_latent=False)   # as evaluate records an LM
