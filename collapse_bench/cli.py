@@ -147,7 +147,8 @@ def baseline_table(records: list[dict]) -> str:
         v = g[col].mean() if col in g else float("nan")
         return "–" if v != v else format(v, spec)
 
-    rows = [("method", "dataset", "size", "decoder", "pairs", "ΔNLL", "ΔKL", "ΔMI", "ΔAU", "Δprobe", "time ×vanilla")]
+    rows = [("method", "dataset", "size", "decoder", "pairs", "ΔNLL", "ΔKL", "ΔMI", "ΔAU", "Δprobe",
+             "time ×vanilla")]
     for (dataset, size, decoder, label), g in ok.groupby([*BOARD_KEYS, "label"], sort=True):
         probe = next((c for c in probes if g[c].notna().any()), None)
         rows.append((str(label), str(dataset), str(size), str(decoder), str(int(g["time_ratio"].notna().sum())),

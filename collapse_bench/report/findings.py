@@ -48,7 +48,8 @@ class _Missing(LookupError):
 
 
 class _Board:
-    """The ok cells of one (dataset, size, decoder) board, by method (the first label of a method when it has several)."""
+    """The ok cells of one (dataset, size, decoder) board, by method (the first label of a method when it has
+    several)."""
 
     def __init__(self, runs: pd.DataFrame):
         ok = runs[runs["status"] == "ok"]

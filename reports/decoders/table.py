@@ -53,7 +53,9 @@ def parameter_counts(records: list[dict], data_dir: str) -> pd.DataFrame:
 
 def _markdown(df: pd.DataFrame, formats: dict[str, str]) -> str:
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    cell = lambda c, v: "–" if pd.isna(v) else format(v, formats.get(c, ",") if not isinstance(v, str) else "")  # noqa: E731
+
+    def cell(column: str, v) -> str:
+        return "–" if pd.isna(v) else v if isinstance(v, str) else format(v, formats.get(column, ","))
     return head + "".join("| " + " | ".join(cell(c, v) for c, v in row.items()) + " |\n" for _, row in df.iterrows())
 
 
