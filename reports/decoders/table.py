@@ -64,8 +64,8 @@ def results_table(run_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     df = add_time_ratio(frame(loaded.records))
     df = df[df["status"] == "ok"].copy()
     df["_d"], df["_m"] = df["decoder"].map(DECODERS.index), df["method"] != "vanilla"
-    df = df.sort_values(["_d", "_m", "method"])
-    table = df[["decoder", "method", *(k for k, _, _ in COLUMNS)]].rename(columns={k: t for k, t, _ in COLUMNS})
+    df = df.sort_values(["_d", "_m", "label"])
+    table = df[["decoder", "label", *(k for k, _, _ in COLUMNS)]].rename(columns={k: t for k, t, _ in COLUMNS})
     return table, loaded.records
 
 
@@ -74,7 +74,8 @@ def build(run_dir: Path, data_dir: str) -> str:
     counts = parameter_counts(records, data_dir)
     ok = [r for r in records if r.get("status") == "ok"]
     seeds = sorted({r["seed"] for r in ok})
-    prov = sorted({(r["provenance"].get("git"), r["provenance"].get("packages", {}).get("torch")) for r in ok})
+    prov = sorted({(r["provenance"].get("git") + (" (dirty)" if r["provenance"].get("git_dirty") else ""),
+                    r["provenance"].get("packages", {}).get("torch")) for r in ok})
     iw = sorted({f"K = {r['metrics']['iw_samples']} on {r['metrics']['iw_sentences']}" for r in ok})
     return "\n".join([
         "# The decoder axis at size `default` on short-Yelp",
