@@ -51,11 +51,11 @@ def parameter_counts(records: list[dict], data_dir: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _markdown(df: pd.DataFrame, formats: dict[str, str]) -> str:
+def _markdown(df: pd.DataFrame, formats: dict[str, str], default: str = ",") -> str:
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
 
     def cell(column: str, v) -> str:
-        return "–" if pd.isna(v) else v if isinstance(v, str) else format(v, formats.get(column, ","))
+        return "–" if pd.isna(v) else v if isinstance(v, str) else format(v, formats.get(column, default))
     return head + "".join("| " + " | ".join(cell(c, v) for c, v in row.items()) + " |\n" for _, row in df.iterrows())
 
 
@@ -67,6 +67,20 @@ def results_table(run_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     df = df.sort_values(["_d", "_m", "label"])
     table = df[["decoder", "label", *(k for k, _, _ in COLUMNS)]].rename(columns={k: t for k, t, _ in COLUMNS})
     return table, loaded.records
+
+
+def curves_table(records: list[dict], key: str) -> pd.DataFrame:
+    """`key` of every cell's validation curve at the end of each epoch (points inside an epoch left out)."""
+    rows = []
+    for rec in records:
+        if rec.get("status") != "ok":
+            continue
+        points = {f"epoch {c['epoch']:g}": c[key] for c in rec.get("curves", [])
+                  if not c.get("partial") and c.get(key) is not None}
+        rows.append({"decoder": rec["config"]["model"]["decoder"], "label": rec["label"]} | points)
+    df = pd.DataFrame(rows)
+    order = df["decoder"].map(DECODERS.index) * 2 + (df["label"] != "vanilla")
+    return df.assign(_o=order).sort_values(["_o", "label"]).drop(columns="_o")
 
 
 def build(run_dir: Path, data_dir: str) -> str:
@@ -92,6 +106,12 @@ def build(run_dir: Path, data_dir: str) -> str:
         "by `model.dec_width=0`):",
         "",
         _markdown(counts, {}),
+        "Validation KL at the end of each epoch (the curve subset of the validation split):",
+        "",
+        _markdown(curves_table(ok, "valid_kl"), {}, ".3f"),
+        "Validation reconstruction loss (nats per sentence) at the end of each epoch:",
+        "",
+        _markdown(curves_table(ok, "valid_recon"), {}, ".2f"),
     ])
 
 
