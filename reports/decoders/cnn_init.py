@@ -6,8 +6,9 @@ the CNN under the protocol's init (every decoder weight U(+-0.01)) against varia
 Variants: `lstm` and `cnn` (the protocol: SGD lr 1, decoder U(+-0.01)); `cnn-pytorch-init` (the CNN's convolutions
 and its linear maps in and out of the blocks at PyTorch's default init, U(+-1/sqrt(fan_in)); the shared embedding and
 output layer as the protocol); `cnn-adam` (the protocol's init, Adam lr 1e-3 as Yang et al.); `cnn-sgd-0.1` (the
-protocol but SGD lr 0.1). Prints one line each, with the share of the CNN's last ReLU units that are never active on
-1,000 validation sentences.
+protocol but SGD lr 0.1); `transformer`, `transformer-adam`, `transformer-sgd-0.1` the same for the Transformer.
+Prints one line each, with the share of the CNN's last ReLU units that are never active on 1,000 validation
+sentences.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ VARIANTS = {
     "cnn-pytorch-init": ({"model": {"decoder": "cnn"}}, True),
     "cnn-adam": ({"model": {"decoder": "cnn"}, "train": {"optimizer": "adam", "lr": 1e-3}}, False),
     "cnn-sgd-0.1": ({"model": {"decoder": "cnn"}, "train": {"lr": 0.1}}, False),
+    "transformer": ({"model": {"decoder": "transformer"}}, False),
+    "transformer-adam": ({"model": {"decoder": "transformer"}, "train": {"optimizer": "adam", "lr": 1e-3}}, False),
+    "transformer-sgd-0.1": ({"model": {"decoder": "transformer"}, "train": {"lr": 0.1}}, False),
 }
 
 
