@@ -33,7 +33,11 @@ from collapse_bench.model import TextVAE
 from collapse_bench.train import Trainer
 
 DATA = Path(os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2] / "shared" / "data")
-Shapes = list[tuple[int, int, int, int]]     # (m, k, n, repeats): `repeats` products [m, k] @ [k, n]
+# (m, k, n, repeats): `repeats` products [m, k] @ [k, n] one after the other (a recurrence, or layers each with its own
+# weight); (m, k, n, repeats, BATCHED): `repeats` independent products of different operands (attention's
+# per-sentence, per-head products), run as one batched product, as the model runs them.
+Shapes = list[tuple[int, ...]]
+BATCHED = True
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ class GemmLimit:
 
     def __init__(self, max_rows: int = 1):
         self.max_rows = max_rows
-        self._bufs: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._bufs: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _operands(self, m: int, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a, b, c = self._bufs.get((k, n), (None, None, None))
@@ -144,13 +148,30 @@ class GemmLimit:
         return a[:m], b, c[:m]
 
     def prepare(self, shapes: Shapes) -> None:
-        for m, k, n, reps in shapes:
-            self._operands(m * reps, k, n)
+        for m, k, n, reps, *batched in shapes:
+            if batched:
+                self._batched(m, k, n, reps)
+            else:
+                self._operands(m * reps, k, n)
+
+    def _batched(self, m: int, k: int, n: int, reps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = (reps, m, k, n)
+        if key not in self._bufs:
+            self._bufs[key] = (torch.randn(reps, m, k), torch.randn(reps, k, n), torch.randn(reps, m, n))
+        return self._bufs[key]
 
     def run(self, shapes: Shapes, backward: bool) -> None:
         """forward C = A B; with backward also dA = dC B^T and dB = A^T dC. A repeated product is a recurrence: its
-        forward and dA go step by step, but its weight gradient dB is one product over all steps' rows."""
-        for m, k, n, reps in shapes:
+        forward and dA go step by step, but its weight gradient dB is one product over all steps' rows. Batched
+        products run as one torch.bmm each way."""
+        for m, k, n, reps, *batched in shapes:
+            if batched:
+                a, b, c = self._batched(m, k, n, reps)
+                torch.bmm(a, b)
+                if backward:
+                    torch.bmm(c, b.transpose(1, 2))
+                    torch.bmm(a.transpose(1, 2), c)
+                continue
             a, b, c = self._operands(m, k, n)
             for _ in range(reps):
                 torch.mm(a, b)
@@ -173,7 +194,8 @@ def decoder_shapes(c: ModelConfig, R: int, L: int) -> Shapes:
     P = L + (c.tf_z == "memory")                       # the memory prefix is one more position
     d, layers = w // c.tf_heads, c.tf_layers
     return [(n, c.emb, w, 1), (R, c.nz, w, 1),
-            (R * P, w, 3 * w, layers), (P, d, P, layers * R * c.tf_heads), (P, P, d, layers * R * c.tf_heads),
+            (R * P, w, 3 * w, layers), (P, d, P, layers * R * c.tf_heads, BATCHED),
+            (P, P, d, layers * R * c.tf_heads, BATCHED),
             (R * P, w, w, layers), (R * P, w, 4 * w, layers), (R * P, 4 * w, w, layers), (n, w, c.dec_hidden, 1)]
 
 
@@ -201,7 +223,7 @@ def iw_shapes(w: Workload, samples: int, chunk_rows: int = 4096, softmax_elems: 
 
 
 def flops(shapes: Shapes, backward: bool) -> float:
-    return sum(2 * m * k * n * r for m, k, n, r in shapes) * (3 if backward else 1)
+    return sum(2 * m * k * n * r for m, k, n, r, *_ in shapes) * (3 if backward else 1)
 
 
 # ----------------------------------------------------------------------------- synthetic work

@@ -111,15 +111,17 @@ def _fmt(v, spec=".2f") -> str:
 
 
 def summary_table(records: list[dict]) -> str:
-    rows = [("method", "dataset", "size", "seed", "status", "NLL", "PPL", "KL", "MI", "AU", "probe", "train s")]
+    from .report.load import decoder_of
+    rows = [("method", "dataset", "size", "decoder", "seed", "status", "NLL", "PPL", "KL", "MI", "AU", "probe",
+             "train s")]
     for r in records:
         m, t = r.get("metrics") or {}, r.get("timing") or {}
         probe = m.get("probe") or {}
         first = min(probe, key=int) if probe else None
         latent = m.get("has_latent", True)          # KL, MI, AU are not defined without a latent (lm): "–"
         kl, mi, au = (m.get("kl"), m.get("mi"), m.get("au")) if latent else (None, None, None)
-        rows.append((r["label"], r["dataset"], r["size"], str(r["seed"]), r["status"], _fmt(m.get("nll")),
-                     _fmt(m.get("ppl")), _fmt(kl), _fmt(mi), _fmt(au, "d"),
+        rows.append((r["label"], r["dataset"], r["size"], decoder_of(r), str(r["seed"]), r["status"],
+                     _fmt(m.get("nll")), _fmt(m.get("ppl")), _fmt(kl), _fmt(mi), _fmt(au, "d"),
                      f"{probe[first]['mean']:.3f}@{first}" if first else "–", _fmt(t.get("train_seconds"), ".1f")))
     return _columns(rows)
 
@@ -131,8 +133,8 @@ def _columns(rows: list[tuple[str, ...]]) -> str:
 
 def baseline_table(records: list[dict]) -> str:
     """Each non-vanilla method's mean paired difference to vanilla (the report's pairing: same dataset, size with
-    its --set overrides, and seed) and its training-time ratio; '' when the records hold no such method."""
-    from .report.load import distinct_labels, frame, probe_key
+    its --set overrides, decoder and seed) and its training-time ratio; '' when the records hold no such method."""
+    from .report.load import BOARD_KEYS, distinct_labels, frame, probe_key
     from .registry import VANILLA
     from .report.stats import add_time_ratio, add_vanilla_deltas
     df = add_vanilla_deltas(add_time_ratio(frame(distinct_labels(records))))
@@ -145,13 +147,15 @@ def baseline_table(records: list[dict]) -> str:
         v = g[col].mean() if col in g else float("nan")
         return "–" if v != v else format(v, spec)
 
-    rows = [("method", "dataset", "size", "pairs", "ΔNLL", "ΔKL", "ΔMI", "ΔAU", "Δprobe", "time ×vanilla")]
-    for (dataset, size, label), g in ok.groupby(["dataset", "size", "label"], sort=True):
+    rows = [("method", "dataset", "size", "decoder", "pairs", "ΔNLL", "ΔKL", "ΔMI", "ΔAU", "Δprobe",
+             "time ×vanilla")]
+    for (dataset, size, decoder, label), g in ok.groupby([*BOARD_KEYS, "label"], sort=True):
         probe = next((c for c in probes if g[c].notna().any()), None)
-        rows.append((str(label), str(dataset), str(size), str(int(g["time_ratio"].notna().sum())), d(g, "d_nll"),
-                     d(g, "d_kl"), d(g, "d_mi"), d(g, "d_au", "+.1f"),
+        rows.append((str(label), str(dataset), str(size), str(decoder), str(int(g["time_ratio"].notna().sum())),
+                     d(g, "d_nll"), d(g, "d_kl"), d(g, "d_mi"), d(g, "d_au", "+.1f"),
                      f"{d(g, probe, '+.3f')}@{probe[8:]}" if probe else "–", d(g, "time_ratio", ".2f")))
-    return ("vs vanilla (mean over seeds of the paired difference: same dataset, size, --set overrides and seed):\n"
+    return ("vs vanilla (mean over seeds of the paired difference: same dataset, size, --set overrides, decoder and "
+            "seed):\n"
             + _columns(rows))
 
 

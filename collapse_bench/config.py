@@ -43,6 +43,7 @@ class ModelConfig:
     dec_width: int = 0
     cnn_dilations: tuple[int, ...] = CNN_CONFIGS["mcnn"]   # receptive field 63: the sentences of every size
     cnn_kernel: int = 3
+    cnn_dropout: float = 0.0        # dropout on each residual block's branch (Yang et al.: 0.1 at each layer)
     tf_layers: int = 2
     tf_heads: int = 4
     tf_z: str = "memory"            # how z reaches the Transformer: "memory" (a prefix it attends to) or "add"
@@ -65,6 +66,7 @@ class ModelConfig:
         _check(len(self.cnn_dilations) >= 1 and all(d >= 1 for d in self.cnn_dilations),
                f"model.cnn_dilations must be dilations >= 1, e.g. 1,2,4,8,16; got {self.cnn_dilations}")
         _check(self.cnn_kernel >= 2, f"model.cnn_kernel must be >= 2 (Yang et al.: 3), got {self.cnn_kernel}")
+        _check(0 <= self.cnn_dropout < 1, f"model.cnn_dropout must be in [0, 1), got {self.cnn_dropout}")
         _check(self.tf_layers >= 1, f"model.tf_layers must be >= 1, got {self.tf_layers}")
         _check(self.tf_heads >= 1 and self.dec_width % self.tf_heads == 0,
                f"model.tf_heads must be >= 1 and divide model.dec_width; got {self.tf_heads} for {self.dec_width}")
@@ -76,6 +78,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 32
     optimizer: str = "sgd"          # "sgd" (He et al.: lr 1.0, no momentum) or "adam"
+    adam_beta1: float = 0.9         # Adam's beta1 (PyTorch's default; Yang et al.: 0.5); beta2 is 0.999
     lr: float = 1.0
     clip: float = 5.0
     kl_start: float = 0.1           # linear KL annealing kl_start -> 1 over warm_up epochs (1.0 disables)
@@ -96,6 +99,7 @@ class TrainConfig:
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.optimizer in ("sgd", "adam"), f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(0 <= self.adam_beta1 < 1, f"train.adam_beta1 must be in [0, 1), got {self.adam_beta1}")
         _check(0 <= self.kl_start <= 1, f"train.kl_start must be in [0, 1], got {self.kl_start}")
         _check(self.warm_up >= 0, f"train.warm_up must be >= 0, got {self.warm_up}")
         _check(self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")

@@ -176,17 +176,18 @@ class ResidualBlock(nn.Module):
     """Yang et al.'s (ByteNet's) residual block: x + W3 relu(dilated causal conv(relu(W1 relu(x)))); W1 halves
     the channels, W3 restores them. x [R, C, L]."""
 
-    def __init__(self, width: int, kernel: int, dilation: int):
+    def __init__(self, width: int, kernel: int, dilation: int, dropout: float = 0.0):
         super().__init__()
         self.pad = (kernel - 1) * dilation          # on the left only: position t sees t and earlier
         self.reduce = nn.Conv1d(width, width // 2, 1)
         self.conv = nn.Conv1d(width // 2, width // 2, kernel, dilation=dilation)
         self.expand = nn.Conv1d(width // 2, width, 1)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.reduce(F.relu(x))
         h = self.conv(F.pad(F.relu(h), (self.pad, 0)))
-        return x + self.expand(F.relu(h))
+        return x + self.drop(self.expand(F.relu(h)))
 
 
 class CNNDecoder(Decoder):
@@ -200,7 +201,8 @@ class CNNDecoder(Decoder):
         self.embed = nn.Embedding(vocab_size, cfg.emb)
         self.drop_in = nn.Dropout(cfg.dec_dropout_in)
         self.inp = nn.Linear(cfg.emb + cfg.nz, width)
-        self.blocks = nn.Sequential(*(ResidualBlock(width, cfg.cnn_kernel, d) for d in cfg.cnn_dilations))
+        self.blocks = nn.Sequential(*(ResidualBlock(width, cfg.cnn_kernel, d, cfg.cnn_dropout)
+                                      for d in cfg.cnn_dilations))
         self.proj = nn.Linear(width, cfg.dec_hidden)
         self.drop_out = nn.Dropout(cfg.dec_dropout_out)
         self.out = nn.Linear(cfg.dec_hidden, vocab_size, bias=False)

@@ -31,9 +31,11 @@ def tag_legend() -> list[str]:
 DECODER_SUMMARIES = {
     "lstm": "He et al.'s LSTM, z joined to every input and c0 = Wz (the default; the protocol's)",
     "cnn": "Yang et al. 2017's dilated causal CNN, residual blocks, z joined to every input "
-           "(model.cnn_dilations, default 1,2,4,8,16: receptive field 63)",
+           "(model.cnn_dilations, default 1,2,4,8,16: receptive field 63); at the protocol's SGD lr 1 its ReLUs die "
+           "and it decodes as a unigram model (ARCHITECTURE.md); --presets cnn-vae trains it with Yang et al.'s Adam",
     "transformer": "causal pre-norm Transformer from scratch, z as a prefix the attention reads "
-                   "(model.tf_z=memory, default) or added to every input (add)",
+                   "(model.tf_z=memory, default) or added to every input (add); trains poorly at the protocol's "
+                   "SGD lr 1 (ARCHITECTURE.md)",
 }
 
 

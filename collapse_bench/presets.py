@@ -7,6 +7,7 @@ The recipes, from the original code (shared/reference/protocol.md, sections 1.3 
   KL weight 0.1 -> 1 over 10 epochs, lr-decay patience 2, encoder initialised U(+-0.01) / U(+-0.1).
 - Li et al. 2019 (`bohanli/vae-pretraining-encoder`): lr 0.5, KL weight 0 -> 1 over 10 epochs, patience 5, the same
   uniform init; "+ AE" rows pretrain an AE at the same lr and reset the decoder (pretrain='ae').
+- Yang et al. 2017 (their code was not at hand; the CNN-VAE row): `YANG` below, from the paper's text.
 - Zhu et al. 2020 (`valdersoul/bn-vae`, the rows marked *): Li et al.'s schedule (its README: lr 0.5, kl_start 0,
   warm_up 10; decay patience 5), its Gaussian encoder at PyTorch's default init, its delta and vMF encoders uniform.
 """
@@ -29,6 +30,18 @@ DU = {"model": {"encoder_init": "pytorch"}, "train": {"lr": 1.0, "kl_start": 0.0
 # Li et al. 2020 (`ruizheliUOA/TWR-VAE` lang_model/main.py): Adam lr 1e-4, KL weight 1 from the start, PyTorch's init.
 TWR = {"model": {"encoder_init": "pytorch"}, "train": {"optimizer": "adam", "lr": 1e-4, "kl_start": 1.0,
                                                         "warm_up": 0.0}}
+# Yang et al. 2017, section 4 (their code was not at hand; the paper's text, recalled, not checked against the PDF):
+# the LCNN decoder (dilations [1,2,4,8,16] x 2, filter 3); Adam, lr 1e-3 and beta1 0.5 (the best of their grids
+# {2e-3, 1e-3, 7.5e-4} x {0.5, 0.9}); dropout 0.1 at each CNN layer, no word dropout; batches of 32; 40 epochs,
+# the lr halved every 2 epochs after epoch 30 (here: halving on a 2-epoch plateau from epoch 30, at most 5 times,
+# the harness's rule); KL weight 0.01 -> 1 linearly over T iterations, T chosen from {10k, 40k, 80k} per model and
+# not printed per row: 40k here, 12.8 epochs of Yahoo's or Yelp's 100k documents. Not expressible: their channel
+# widths (512 inside a block, 1024 outside: the harness matches the CNN's core to the LSTM's parameter count,
+# model.dec_width) and their encoder and init, which the paper does not state (PyTorch's default encoder init here).
+YANG = {"model": {"encoder_init": "pytorch", "decoder": "cnn", "cnn_dilations": (1, 2, 4, 8, 16) * 2,
+                  "cnn_dropout": 0.1, "dec_dropout_in": 0.1, "dec_dropout_out": 0.1},
+        "train": {"optimizer": "adam", "lr": 1e-3, "adam_beta1": 0.5, "kl_start": 0.01, "warm_up": 12.8,
+                  "epochs": 40, "decay_from_epoch": 30, "decay_patience": 2}}
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,9 @@ LM, CLS, TIME = "lm", "classification", "time"
 _PRESETS = [
     Preset("lstm-lm", "lm", {}, HE, (f"{LM}: LSTM-LM",), "He et al. 2019"),
     Preset("vae", "vanilla", {}, HE, (f"{LM}: VAE", f"{CLS}: VAE", f"{TIME}: VAE"), "He et al. 2019"),
+    Preset("cnn-vae", "vanilla", {}, YANG, (f"{LM}: CNN-VAE",), "Yang et al. 2017 (LCNN-VAE; the figure the BN-VAE "
+           "and He et al. tables copy)", "the decoder is Yang et al.'s dilated CNN (model.decoder=cnn): its row sits "
+           "on the CNN boards; recipe recalled from the paper, not its code"),
     Preset("beta-0.4", "beta", {"beta": 0.4}, HE, (f"{LM}: β-VAE (0.4)",), "He et al. 2019"),
     Preset("cyclic", "cyclic", {"cycle_epochs": 20.0, "ratio": 0.5}, BNV, (f"{LM}: cyclic *", f"{CLS}: cyclic"),
            "Zhu et al. 2020", "cycle length not in the BN-VAE code; its fork DG-VAE documents 10 epochs of annealing "

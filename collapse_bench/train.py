@@ -46,6 +46,15 @@ class Stopwatch:
         return time.perf_counter() - self.wall, time.thread_time() - self.cpu
 
 
+def make_optimizer(params: list, tc: TrainConfig, lr: float) -> torch.optim.Optimizer | None:
+    """SGD without momentum (the protocol) or Adam with β1 = `train.adam_beta1`; None without parameters."""
+    if not params:
+        return None
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(tc.adam_beta1, 0.999))
+    return torch.optim.SGD(params, lr=lr)
+
+
 class LrHalving:
     """He et al.'s text.py rule: after `decay_patience` epochs whose validation score is worse than the reference
     value (only from `decay_from_epoch` on), halve the lr and reload the best checkpoint ("decay"); the
@@ -111,14 +120,8 @@ class Trainer:
         return self.ctx.rng
 
     def _make_optimizers(self) -> None:
-        def make(params):
-            if not params:
-                return None
-            if self.cfg.train.optimizer == "adam":
-                return torch.optim.Adam(params, lr=self.lr)
-            return torch.optim.SGD(params, lr=self.lr)
-        self.enc_opt = make(self.model.encoder_parameters())
-        self.dec_opt = make(self.model.decoder_parameters())
+        self.enc_opt = make_optimizer(self.model.encoder_parameters(), self.cfg.train, self.lr)
+        self.dec_opt = make_optimizer(self.model.decoder_parameters(), self.cfg.train, self.lr)
 
         self._params = [p for o in self.optimizers for g in o.param_groups for p in g["params"]]
 
@@ -229,7 +232,7 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             model = copy.deepcopy(self.model)
             params = list(model.parameters())
-            opt = (torch.optim.Adam if self.cfg.train.optimizer == "adam" else torch.optim.SGD)(params, lr=self.lr)
+            opt = make_optimizer(params, self.cfg.train, self.lr)
             one_per_length = {b.tokens.shape[1]: b for b in reversed(self.train_batches)}
             for batch in list(one_per_length.values())[:WARM_UP_BATCHES]:
                 with precision(self.device, self.cfg.train.precision):

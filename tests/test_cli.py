@@ -84,6 +84,20 @@ def test_baseline_table_pairs_like_the_report():
     assert len(table.splitlines()) == 3 and baseline_table([rec("vanilla", 0, 1.0, 1.0)]) == ""
 
 
+def test_baseline_and_summary_tables_keep_decoders_apart():
+    """A CNN cell pairs with the CNN's vanilla, never the LSTM's: one row per decoder, each with its own ratio."""
+    cnn = {"overrides": {"model": {"decoder": "cnn"}}, "config": {"model": {"decoder": "cnn"}}}
+    records = [rec("vanilla", 0, 100.0, 10.0), rec("m", 0, 101.0, 20.0),
+               rec("vanilla", 0, 80.0, 40.0) | cnn, rec("m", 0, 70.0, 60.0) | cnn]
+    head, *rows = baseline_table(records).splitlines()[1:]
+    cols = {r["decoder"]: r for r in (dict(zip(head.split(), row.split())) for row in rows)}
+    assert sorted(cols) == ["cnn", "lstm"]
+    assert (cols["lstm"]["ΔNLL"], cols["lstm"]["time"]) == ("+1.00", "2.00")
+    assert (cols["cnn"]["ΔNLL"], cols["cnn"]["time"]) == ("-10.00", "1.50")
+    head, *rows = summary_table(records).splitlines()
+    assert [dict(zip(head.split(), row.split()))["decoder"] for row in rows] == ["lstm", "lstm", "cnn", "cnn"]
+
+
 def test_summary_shows_no_latent_metrics_for_a_model_without_a_latent():
     lm = rec("lm", 0, 42.0, 1.0)
     lm["metrics"].update(kl=0.0, mi=0.0, au=0, probe={}, has_latent=False)   # as evaluate records an LM
@@ -330,6 +344,26 @@ def test_list_says_which_paper_row_each_default_reproduces_and_presets_run(capsy
                  "--no-report", "--out", str(tmp_path / "p")]) == 0
     (rec,) = [json.loads(f.read_text()) for f in (tmp_path / "p" / "results").glob("*.json")]
     assert rec["preset"] == "vae" and rec["label"] == "preset:vae" and rec["config"]["train"]["lr"] == 1.0
+
+
+def test_the_cnn_vae_preset_is_listed_expands_to_yang_et_al_s_recipe_and_builds(capsys):
+    """`run --presets cnn-vae`'s expansion (no training): Yang et al.'s LCNN decoder, Adam (lr 1e-3, beta1 0.5),
+    dropout 0.1 in every block; the optimisers the Trainer builds take that beta1."""
+    from collapse_bench.cell import build_trainer
+    from collapse_bench.config import CNN_CONFIGS
+    from collapse_bench.sweep import expand_presets
+    assert main(["list", "--presets"]) == 0
+    out = capsys.readouterr().out
+    assert "cnn-vae" in out and "lm: CNN-VAE" in out
+    for dataset, size in (("yelp", "paper"), ("short-yelp", "default"), ("synthetic", "smoke")):
+        (spec,) = expand_presets(["cnn-vae"], [dataset], [size], [0])
+        cfg = spec.size_config()
+        assert spec.method == "vanilla" and spec.label == "preset:cnn-vae"
+        assert (cfg.model.decoder, cfg.model.cnn_dilations, cfg.model.cnn_dropout) == ("cnn", CNN_CONFIGS["lcnn"], 0.1)
+        assert (cfg.train.optimizer, cfg.train.lr, cfg.train.adam_beta1) == ("adam", 1e-3, 0.5)
+    trainer = build_trainer(spec)                      # synthetic at smoke: a real model and its optimisers
+    assert {b.drop.p for b in trainer.model.decoder.blocks} == {0.1}
+    assert {g["betas"] for o in (trainer.enc_opt, trainer.dec_opt) for g in o.param_groups} == {(0.5, 0.999)}
 
 
 # --- the study ---------------------------------------------------------------------------------------------

@@ -53,3 +53,28 @@ def test_the_command_exits_1_on_a_failed_check_and_2_on_an_unknown_method(sloppy
     assert "[fail] invariant: AssertionError: KL must exceed a million nats" in out and "3 checks failed" in out
     assert main(["check", "bnvea"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+
+
+def test_check_with_set_model_decoder_runs_every_check_on_that_decoder(capsys, monkeypatch):
+    """`python -m collapse_bench check vanilla --set model.decoder=cnn`: every model the checks build has the CNN
+    decoder, every check passes, and the header names the setting."""
+    from collapse_bench import decoders
+    built = []
+    monkeypatch.setattr("collapse_bench.model.make_decoder",
+                        lambda cfg, *a, **k: built.append(cfg.decoder) or decoders.make_decoder(cfg, *a, **k))
+    assert main(["check", "vanilla", "--set", "model.decoder=cnn"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vanilla: (model.decoder=cnn)") and "every check passed" in out and "[fail]" not in out
+    assert built and set(built) == {"cnn"}
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.decoder=gru", "model.decoder must be one of lstm, cnn, transformer"),
+    ("model.decoders=cnn", "--set model.decoders: unknown field"),
+    ("vanilla.beta=1", "a method's parameters are checked at their defaults"),
+    ("model.decoder", "SECTION.FIELD=VALUE"),
+])
+def test_check_refuses_a_bad_set_with_exit_2_before_training(setting, message, capsys, monkeypatch):
+    monkeypatch.setattr("collapse_bench.contract.check_method", lambda *a, **k: pytest.fail("a check ran"))
+    assert main(["check", "vanilla", "--set", setting]) == 2
+    assert message in capsys.readouterr().err

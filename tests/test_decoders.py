@@ -5,14 +5,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from collapse_bench import evaluate as ev
 from collapse_bench import registry
 from collapse_bench.config import DECODERS, ConfigError, ModelConfig, SIZES, size_config
+from collapse_bench.data import Split
 from collapse_bench.decoders import core_parameters, decoder_width
+from collapse_bench.method import Method
 from collapse_bench.model import TextVAE
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -91,6 +98,76 @@ def test_batched_iw_path_matches_training_path(name, model):
         fast = dec.log_prob(tokens, z)
     slow = torch.stack([dec.log_prob(tokens, z[:, k:k + 1])[:, 0] for k in range(5)], 1).detach()
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-4)
+
+
+class PeakTensorBytes(TorchDispatchMode):
+    """The peak over time of the bytes held by tensors that ops allocate inside the mode (a storage counts from the
+    op that creates it until the last tensor on it is gone; views of outside tensors, such as weights, count
+    nothing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.storages: dict[int, list[int]] = {}        # data_ptr -> [tensors alive on it, bytes]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes():
+                self._hold(t)
+        return out
+
+    def _hold(self, t: torch.Tensor) -> None:
+        key = t.untyped_storage().data_ptr()
+        if key in self.storages:
+            self.storages[key][0] += 1
+        elif t._is_view():
+            return
+        else:
+            self.storages[key] = [1, t.untyped_storage().nbytes()]
+            self.live += self.storages[key][1]
+            self.peak = max(self.peak, self.live)
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        held = self.storages[key]
+        held[0] -= 1
+        if held[0] == 0:
+            self.live -= held[1]
+            del self.storages[key]
+
+
+def _iw_nll_footprint(model: TextVAE, sentences: int, samples: int, chunk_rows: int) -> tuple[int, int]:
+    """(the most rows one decoder call scored, the peak bytes of tensors allocated) of IW-NLL on `sentences`
+    sentences of one length (one bucket) with `samples` z each."""
+    rows = []
+    hidden = model.decoder.hidden
+    model.decoder.hidden = lambda inputs, z: rows.append(inputs.shape[0]) or hidden(inputs, z)
+    split = Split([np.arange(4, 16) % (V - 4) + 4 for _ in range(sentences)], None)
+    torch.manual_seed(0)
+    try:
+        with PeakTensorBytes() as mem:
+            ev.iw_nll(Method(), model, split, samples=samples, chunk_rows=chunk_rows, batch_size=sentences,
+                      device="cpu")
+    finally:
+        del model.decoder.hidden
+    return max(rows), mem.peak
+
+
+@pytest.mark.parametrize("name,model", VARIANTS, ids=IDS)
+def test_iw_nll_memory_is_bounded_by_chunk_rows(name, model):
+    """Each decoder call of IW-NLL scores at most eval.iw_chunk_rows (sentence, sample) rows, so its memory is set by
+    the chunk, not by the number of samples or sentences: for every decoder as for the LSTM. The peak of allocated
+    tensor bytes with 64-row chunks stays put when K grows 8x, and is far below one call over all 1,024 rows."""
+    dec_model = _decoder(name, **model)
+    vae = TextVAE(dataclasses.replace(CFG, decoder=name, **model), V).eval()
+    vae.decoder = dec_model
+    rows_small, peak_small = _iw_nll_footprint(vae, sentences=8, samples=16, chunk_rows=64)
+    rows_many_k, peak_many_k = _iw_nll_footprint(vae, sentences=8, samples=128, chunk_rows=64)
+    rows_whole, peak_whole = _iw_nll_footprint(vae, sentences=8, samples=128, chunk_rows=1024)
+    assert rows_small == rows_many_k == 64 and rows_whole == 1024
+    assert peak_many_k <= 1.25 * peak_small, (peak_small, peak_many_k)        # K x 8: the same footprint
+    assert peak_whole >= 6 * peak_many_k, (peak_many_k, peak_whole)           # 16x the rows per call: ~16x
 
 
 def test_lstm_decoder_unchanged():

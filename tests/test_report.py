@@ -296,17 +296,22 @@ def test_vmf_rows_show_only_the_figures_measured_our_way() -> None:
 def test_every_published_row_maps_to_a_preset_that_builds() -> None:
     from collapse_bench import presets
     from collapse_bench.sweep import expand_presets
+    seen = set()
     for dataset in ("yelp", "short-yelp"):
-        for t in tables_for(dataset, "paper"):
-            for r in t.rows:
-                if r.preset is None:
-                    assert r.model == "CNN-VAE"                            # the one row the harness cannot run
-                    continue
-                p = presets.get(r.preset)
-                (spec,) = expand_presets([r.preset], [dataset], ["paper"], [0])
-                cfg = spec.size_config()
-                assert spec.method == p.method and cfg.train.lr == p.recipe["train"]["lr"]
-                assert cfg.model.encoder_init == p.recipe["model"]["encoder_init"]
+        for decoder in ("lstm", "cnn", "transformer"):
+            for t in tables_for(dataset, "paper", decoder):
+                for r in t.rows:
+                    assert r.decoder == decoder
+                    p = presets.get(r.preset)
+                    (spec,) = expand_presets([r.preset], [dataset], ["paper"], [0])
+                    cfg = spec.size_config()
+                    assert spec.method == p.method and cfg.train.lr == p.recipe["train"]["lr"]
+                    assert cfg.model.encoder_init == p.recipe["model"]["encoder_init"]
+                    assert cfg.model.decoder == decoder        # a row sits only on boards of its preset's decoder
+                    seen.add(r.model)
+    assert "CNN-VAE" in seen and "BN-VAE (0.7) *" in seen
+    assert [t.title for t in tables_for("yelp", "paper", "cnn")] == ["Language modelling, Yelp"]
+    assert tables_for("short-yelp", "paper", "cnn") == [] and tables_for("yelp", "paper", "transformer") == []
 
 
 def test_tie_marking_on_known_numbers() -> None:
@@ -543,6 +548,52 @@ def test_cells_with_overridden_size_fields_get_their_own_board(tmp_path: Path) -
     assert sorted(df["size"].unique()) == ["smoke", "smoke (train.epochs=2)"]
     page = build_report(tmp_path).read_text()
     assert "smoke (train.epochs=2)" in page
+
+
+def decoder_record(label: str, method: str, seed: int, decoder: str, nll: float, secs: float, *,
+                   via: str = "set") -> dict[str, Any]:
+    """A record of `decoder`: from `--set model.decoder=...` (`via='set'`: overrides and config), a preset (config
+    only), or a cell that failed before its config was known ('failed': overrides only)."""
+    rec = record(label, method, seed, metrics={"nll": nll, "kl": 1.0, "mi": 0.5, "au": 3, "iw_samples": 50},
+                 train_seconds=secs, curves=[{"epoch": 1, "step": 10, "valid_kl": 0.5}],
+                 error={"type": "CellError", "message": "worker died"} if via == "failed" else None)
+    if decoder != "lstm":
+        if via != "preset":
+            rec["overrides"] = {"model": {"decoder": decoder}}
+            rec["cell"] += f"__cfg{decoder}"
+        if via == "failed":
+            del rec["config"]
+        else:
+            rec["config"]["model"]["decoder"] = decoder
+    return rec
+
+
+def test_a_remedy_is_compared_only_with_vanilla_of_its_decoder(tmp_path: Path) -> None:
+    """Records of two decoders on one dataset and size: one board each, named and keyed by the decoder; the time
+    ratio and the differences to vanilla pair each decoder's cells with its own vanilla; results.csv has the
+    decoder column."""
+    recs = [decoder_record("vanilla", "vanilla", s, "lstm", 60.0, 10.0) for s in (0, 1)]
+    recs += [decoder_record("bnvae", "bnvae", s, "lstm", 59.0, 11.0) for s in (0, 1)]
+    recs += [decoder_record("vanilla", "vanilla", s, "cnn", 80.0, 40.0) for s in (0, 1)]
+    recs += [decoder_record("bnvae", "bnvae", s, "cnn", 70.0, 60.0) for s in (0, 1)]
+    recs.append(decoder_record("fb", "fb", 0, "cnn", 0.0, 0.0, via="failed"))
+    recs.append(decoder_record("fb", "fb", 1, "transformer", 75.0, 30.0, via="preset"))
+    df = load_results(write(tmp_path, recs))
+    assert sorted(df["size"].unique()) == ["smoke"]              # the decoder is a key of its own, not a size field
+    assert df.groupby("decoder").size().to_dict() == {"cnn": 5, "lstm": 4, "transformer": 1}
+    page = build_report(tmp_path).read_text()
+    assert re.findall(r"<h2>([^<]*)</h2>", page)[:3] == [f"synthetic · size smoke · decoder {d}"
+                                                         for d in ("lstm", "cnn", "transformer")]
+    assert len(set(re.findall(r'id="(board-[^"]*)"', page))) == 3
+    csv = pd.read_csv(tmp_path / "results.csv").set_index(["decoder", "label"])
+    assert csv.loc[("cnn", "bnvae"), "time_ratio_mean"] == pytest.approx(1.5)      # 60 / 40, not 60 / 10
+    assert csv.loc[("lstm", "bnvae"), "time_ratio_mean"] == pytest.approx(1.1)
+    assert csv.loc[("cnn", "bnvae"), "nll_vs_vanilla"] == pytest.approx(-10.0)     # 70 - 80, not 70 - 60
+    assert csv.loc[("lstm", "bnvae"), "nll_vs_vanilla"] == pytest.approx(-1.0)
+    assert csv.loc[("cnn", "fb"), "status"] == "failed"                 # its overrides name its decoder
+    assert math.isnan(csv.loc[("transformer", "fb"), "time_ratio_mean"])   # no transformer vanilla: no ratio
+    findings = (tmp_path / "findings.md").read_text()
+    assert "| synthetic · cnn decoder |" in findings and "| synthetic |" in findings
 
 
 # --------------------------------------------------------------------------------- the study's page, 17 methods

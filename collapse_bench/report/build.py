@@ -145,7 +145,7 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
         b.plots = [(title, Markup(svg), err, fam) for title, svg, err, fam in board_plots(b, curves, pal, dims)]
         b.evidence = board_evidence(b, loaded.records, run_dir / "results")
         if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
-            b.findings = fnd.check_findings(b.runs, b.dataset, notes)
+            b.findings = fnd.check_findings(b.runs, b.dataset, notes, b.decoder)
         b.text, b.text_missing = board_text(loaded.records, b.dataset, b.size, [r.label for r in b.rows], b.anchor)
     found = [f for b in boards for f in b.findings]
     if found:

@@ -2,7 +2,8 @@
 
 Every verdict is computed from the cells with a stated criterion and shows its evidence; explanations of a verdict
 (scale, budget, an implementation difference) are a person's reading and come from an optional notes file
-(``OUT/findings_notes.json``: {finding id: text}), shown beside the verdict.
+(``OUT/findings_notes.json``: {finding id: text}, or {"DATASET:ID" or "DATASET:DECODER:ID": text} for one
+board), shown beside the verdict.
 
 A finding names the methods it is about (the paper's claim is about BN-VAE, say); every parameter it needs (δ, γ,
 nz) is read from those methods' own records, never assumed: a record without it makes the finding not comparable.
@@ -34,6 +35,12 @@ class Finding:
     verdict: str            # "reproduced", "partly reproduced", "not reproduced", "not comparable"
     evidence: str
     note: str = ""
+    decoder: str = "lstm"   # the board's model.decoder (the papers' findings are the LSTM's)
+
+    @property
+    def where(self) -> str:
+        """The board as findings.md names it: the dataset, and the decoder where it is not the LSTM."""
+        return self.dataset if self.decoder == "lstm" else f"{self.dataset} · {self.decoder} decoder"
 
 
 class _Missing(LookupError):
@@ -41,7 +48,8 @@ class _Missing(LookupError):
 
 
 class _Board:
-    """The ok cells of one (dataset, size) board, by method (the first label of a method when it has several)."""
+    """The ok cells of one (dataset, size, decoder) board, by method (the first label of a method when it has
+    several)."""
 
     def __init__(self, runs: pd.DataFrame):
         ok = runs[runs["status"] == "ok"]
@@ -187,10 +195,13 @@ FINDINGS: tuple[tuple[str, str, str, tuple[str, ...], Callable[[_Board], tuple[s
 )
 
 
-def check_findings(runs: pd.DataFrame, dataset: str, notes: dict[str, str] | None = None) -> list[Finding]:
-    """Every finding on one board's cells (``runs``: the board's rows with time_ratio and step_ratio)."""
+def check_findings(runs: pd.DataFrame, dataset: str, notes: dict[str, str] | None = None,
+                   decoder: str = "lstm") -> list[Finding]:
+    """Every finding on one board's cells (``runs``: the board's rows with time_ratio and step_ratio). A note keyed
+    `DATASET:DECODER:ID` explains one board's finding; `DATASET:ID` and `ID` notes are the LSTM boards'."""
     notes = notes or {}
     board = _Board(runs)
+    keys = [f"{dataset}:{decoder}:{{}}", *((f"{dataset}:{{}}", "{}") if decoder == "lstm" else ())]
     out = []
     for fid, claim, criterion, needs, check in FINDINGS:
         missing = [m for m in needs if not board.has(m)]
@@ -201,8 +212,8 @@ def check_findings(runs: pd.DataFrame, dataset: str, notes: dict[str, str] | Non
                 verdict, evidence = check(board)
             except _Missing as e:
                 verdict, evidence = "not comparable", f"not measured: {e}"
-        out.append(Finding(fid, dataset, claim, criterion, verdict, evidence,
-                           notes.get(f"{dataset}:{fid}") or notes.get(fid, "")))
+        note = next((notes[k.format(fid)] for k in keys if k.format(fid) in notes), "")
+        out.append(Finding(fid, dataset, claim, criterion, verdict, evidence, note, decoder))
     return out
 
 
@@ -220,5 +231,5 @@ def markdown(findings: list[Finding]) -> str:
     """The findings as a Markdown table (for reports/README.md)."""
     rows = ["| dataset | paper's finding | verdict | evidence (mean ± sd over seeds) | why |", "|---|---|---|---|---|"]
     for f in findings:
-        rows.append(f"| {f.dataset} | {f.claim} | **{f.verdict}** | {f.evidence} | {f.note or '–'} |")
+        rows.append(f"| {f.where} | {f.claim} | **{f.verdict}** | {f.evidence} | {f.note or '–'} |")
     return "\n".join(rows) + "\n"

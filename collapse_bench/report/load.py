@@ -19,6 +19,9 @@ PROVENANCE = ("harness_version", "git", "python", "platform", "hostname", "start
 CURVE_KEYS = ("valid_kl", "valid_mi", "valid_au", "train_kl", "valid_loss", "kl_weight")
 LATENT_METRICS = ("kl", "mi", "au")
 LATENT_CURVES = ("valid_kl", "valid_mi", "valid_au", "train_kl")
+# What makes a board: a remedy is only ever compared with vanilla of the same dataset, size (with its overrides) and
+# decoder (stats.PAIR_KEYS adds the seed).
+BOARD_KEYS = ("dataset", "size", "decoder")
 
 
 @dataclass
@@ -52,7 +55,8 @@ def read_records(run_dir: str | Path) -> Loaded:
                 except ValueError as e:
                     out.unreadable.append((f"results.jsonl:{i}", f"{type(e).__name__}: {e}"))
     out.records = distinct_labels(out.records)
-    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), label_of(r), seed_key(seed_of(r))))
+    out.records.sort(key=lambda r: (str(r.get("dataset")), str(r.get("size")), decoder_of(r), label_of(r),
+                                    seed_key(seed_of(r))))
     return out
 
 
@@ -150,22 +154,24 @@ def has_latent(rec: dict[str, Any]) -> bool:
 
 
 def size_of(rec: dict[str, Any]) -> str:
-    """The size, qualified by any `--set SECTION.FIELD` overrides: such cells get their own board, are paired
-    only with vanilla cells of the same setting, and never sit beside the paper's figures."""
+    """The size, qualified by any `--set SECTION.FIELD` overrides but the decoder (a key of its own, `decoder_of`):
+    such cells get their own board, are paired only with vanilla cells of the same setting, and never sit beside
+    the paper's figures."""
     size = str(rec.get("size", "?"))
     over = rec.get("overrides") if isinstance(rec.get("overrides"), dict) else {}
-    items = [f"{sec}.{k}={v}" for sec, vals in sorted(over.items()) if isinstance(vals, dict) for k, v in sorted(vals.items())]
-    decoder = decoder_of(rec)
-    if decoder != "lstm" and f"model.decoder={decoder}" not in items:    # a preset's decoder: a board of its own
-        items.append(f"model.decoder={decoder}")
+    items = [f"{sec}.{k}={v}" for sec, vals in sorted(over.items()) if isinstance(vals, dict)
+             for k, v in sorted(vals.items()) if (sec, k) != ("model", "decoder")]
     return f"{size} ({', '.join(items)})" if items else size
 
 
 def decoder_of(rec: dict[str, Any]) -> str:
-    """The record's decoder (config.model.decoder); records from before the decoder axis ran the LSTM."""
-    cfg = rec.get("config") if isinstance(rec.get("config"), dict) else {}
-    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
-    return str(model.get("decoder") or "lstm")
+    """The record's decoder: config.model.decoder, else (a cell that failed before its config was known) the
+    `--set model.decoder` override; records from before the decoder axis ran the LSTM."""
+    for part in (rec.get("config"), rec.get("overrides")):
+        model = part.get("model") if isinstance(part, dict) else None
+        if isinstance(model, dict) and model.get("decoder"):
+            return str(model["decoder"])
+    return "lstm"
 
 
 def _row(rec: dict[str, Any], file_index: int) -> dict[str, Any]:
@@ -208,39 +214,39 @@ def frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def curves_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long frame of per-epoch curves of the ok cells: dataset, size, label, seed, epoch, step, curve keys."""
+    """Long frame of per-epoch curves of the ok cells: dataset, size, decoder, label, seed, epoch, step, curve keys."""
     rows = []
     for rec in records:
         curves = rec.get("curves")
         if status_of(rec) != "ok" or not isinstance(curves, list):
             continue
-        base = {"dataset": str(rec.get("dataset", "?")), "size": size_of(rec),   # the board's size, as the table
-                "label": label_of(rec), "seed": str(seed_of(rec))}
+        base = {"dataset": str(rec.get("dataset", "?")), "size": size_of(rec),   # the board's keys, as the table
+                "decoder": decoder_of(rec), "label": label_of(rec), "seed": str(seed_of(rec))}
         latent = has_latent(rec)
         for i, point in enumerate(curves, 1):
             if isinstance(point, dict):
                 rows.append(base | {"epoch": num(point.get("epoch", i)), "step": num(point.get("step"))}
                             | {k: num(point.get(k)) if latent or k not in LATENT_CURVES else math.nan
                                for k in CURVE_KEYS})
-    return pd.DataFrame(rows, columns=["dataset", "size", "label", "seed", "epoch", "step", *CURVE_KEYS])
+    return pd.DataFrame(rows, columns=[*BOARD_KEYS, "label", "seed", "epoch", "step", *CURVE_KEYS])
 
 
 def kl_dims_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long frame of the per-dimension KL at every curve point of the ok cells: dataset, size, label, seed, epoch,
-    step, dim, kl (dimensions as recorded; only posterior families with a per-dimension KL record them)."""
+    """Long frame of the per-dimension KL at every curve point of the ok cells: dataset, size, decoder, label, seed,
+    epoch, step, dim, kl (dimensions as recorded; only posterior families with a per-dimension KL record them)."""
     rows = []
     for rec in records:
         curves = rec.get("curves")
         if status_of(rec) != "ok" or not isinstance(curves, list):
             continue
-        base = {"dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "label": label_of(rec),
-                "seed": str(seed_of(rec))}
+        base = {"dataset": str(rec.get("dataset", "?")), "size": size_of(rec), "decoder": decoder_of(rec),
+                "label": label_of(rec), "seed": str(seed_of(rec))}
         for i, point in enumerate(curves, 1):
             dims = point.get("valid_kl_dims") if isinstance(point, dict) else None
             if isinstance(dims, list):
                 at = {"epoch": num(point.get("epoch", i)), "step": num(point.get("step"))}
                 rows.extend(base | at | {"dim": d, "kl": num(v)} for d, v in enumerate(dims))
-    return pd.DataFrame(rows, columns=["dataset", "size", "label", "seed", "epoch", "step", "dim", "kl"])
+    return pd.DataFrame(rows, columns=[*BOARD_KEYS, "label", "seed", "epoch", "step", "dim", "kl"])
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:

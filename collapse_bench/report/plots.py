@@ -252,6 +252,11 @@ def _family_curves(board: Board, mine: pd.DataFrame, pal: dict) -> list[tuple[st
             for fam, labels in sorted(fams.items(), key=lambda kv: family_key(kv[0]))]
 
 
+def of_board(df: pd.DataFrame, board: Board) -> pd.DataFrame:
+    """The rows of a curve frame (load.curves_frame, kl_dims_frame) that belong to ``board``."""
+    return df[(df["dataset"] == board.dataset) & (df["size"] == board.size) & (df["decoder"] == board.decoder)]
+
+
 def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
                 dims_frame: pd.DataFrame | None = None) -> list[tuple[str, str, str, str]]:
     """(title, svg, error, family slug or '') for each plot the board's data supports; ``pal`` keeps colours across
@@ -259,7 +264,7 @@ def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
 
     A plot that cannot be drawn (e.g. values matplotlib cannot scale) yields its error instead of losing the page.
     """
-    mine = curve_frame[(curve_frame["dataset"] == board.dataset) & (curve_frame["size"] == board.size)]
+    mine = of_board(curve_frame, board)
     mine = mine.assign(label=mine["label"].map(plain))
     scale = next((m.scale for m in board.metrics if m.key.startswith("probe@")), 1.0)
     makers: list[tuple[str, str, Callable[[], Figure | None]]] = [*_family_curves(board, mine, pal),
@@ -268,7 +273,7 @@ def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
         ("Training time ratio to vanilla", "", lambda: time_ratio(board.runs, pal)),
     ]
     if dims_frame is not None:
-        dims = dims_frame[(dims_frame["dataset"] == board.dataset) & (dims_frame["size"] == board.size)]
+        dims = of_board(dims_frame, board)
         makers.append(("Where collapse happens: KL of every latent unit over training (validation subset; rows sorted "
                        "by final KL; first seed; vMF and models without a Gaussian latent record none)", "",
                        lambda: kl_heatmaps(dims, [r.label for r in board.rows])))

@@ -30,6 +30,7 @@ class PaperRow:
     values: tuple[str, ...]          # one per column of the table, as printed
     section: str = ""
     not_comparable: dict[str, str] = field(default_factory=dict)   # our metric key -> why the figure differs
+    decoder: str = "lstm"            # the row's model.decoder: it sits on that decoder's boards only
 
     def matches(self, preset: str | None) -> bool:
         return self.preset is not None and preset == self.preset
@@ -45,14 +46,14 @@ class PaperTable:
 
 
 def _lm(model: str, preset: str | None, yahoo: str, yelp: str, section: str = "",
-        not_comparable: dict[str, str] | None = None) -> tuple[Any, ...]:
-    return model, preset, tuple(yahoo.split()), tuple(yelp.split()), section, not_comparable or {}
+        not_comparable: dict[str, str] | None = None, decoder: str = "lstm") -> tuple[Any, ...]:
+    return model, preset, tuple(yahoo.split()), tuple(yelp.split()), section, not_comparable or {}, decoder
 
 
 _SCRATCH, _PRE = "without a pretrained AE encoder", "with a pretrained AE encoder"
 _HE = {"mi": PER_BATCH_MI}
 _LM_ROWS = [  # model, preset, Yahoo NLL KL MI AU, Yelp NLL KL MI AU
-    _lm("CNN-VAE", None, "≤332.1 10.0 - -", "≤359.1 7.6 - -", _SCRATCH),
+    _lm("CNN-VAE", "cnn-vae", "≤332.1 10.0 - -", "≤359.1 7.6 - -", _SCRATCH, decoder="cnn"),   # Yang et al. 2017
     _lm("LSTM-LM", "lstm-lm", "328 - - -", "351.1 - - -", _SCRATCH),
     _lm("VAE", "vae", "328.6 0.0 0.0 0.0", "357.9 0.0 0.0 0.0", _SCRATCH, _HE),
     _lm("β-VAE (0.4)", "beta-0.4", "328.7 6.3 2.8 8.0", "358.2 4.2 2.0 4.2", _SCRATCH, _HE),
@@ -96,21 +97,26 @@ _CLS_ROWS = [  # model, preset, accuracy % at 100 500 1k 2k 10k labels
 _PROBE_KEYS = ("probe@100", "probe@500", "probe@1000", "probe@2000", "probe@10000")
 
 
-def _lm_tables(dataset: str) -> list[PaperTable]:
+def _lm_tables(dataset: str, decoder: str) -> list[PaperTable]:
     i, name = (0, "Yahoo") if dataset == "yahoo" else (1, "Yelp")
-    lm_rows = tuple(PaperRow(m, preset, (yahoo, yelp)[i], sec, nc) for m, preset, yahoo, yelp, sec, nc in _LM_ROWS)
+    lm_rows = tuple(PaperRow(m, preset, (yahoo, yelp)[i], sec, nc, dec)
+                    for m, preset, yahoo, yelp, sec, nc, dec in _LM_ROWS if dec == decoder)
     time_rows = tuple(PaperRow(m, preset, tuple(v[i].split())) for m, preset, *v in _TIME_ROWS)
-    return [PaperTable(f"Language modelling, {name}", ("NLL", "KL", "MI", "AU"), ("nll", "kl", "mi", "au"), lm_rows),
-            PaperTable(f"Training time, {name} (GPU hours, ratio to VAE)", ("hours", "ratio"), ("", "time_ratio"),
-                       time_rows)]
+    tables = [PaperTable(f"Language modelling, {name}", ("NLL", "KL", "MI", "AU"), ("nll", "kl", "mi", "au"), lm_rows),
+              PaperTable(f"Training time, {name} (GPU hours, ratio to VAE)", ("hours", "ratio"), ("", "time_ratio"),
+                         time_rows if decoder == "lstm" else ())]
+    return [t for t in tables if t.rows]
 
 
-def tables_for(dataset: str, size: str) -> list[PaperTable]:
-    """The paper's tables for a board: LM and time on yelp/yahoo, the probe on short-yelp; size 'paper' only."""
+def tables_for(dataset: str, size: str, decoder: str = "lstm") -> list[PaperTable]:
+    """The paper's tables for a board: LM and time on yelp/yahoo, the probe on short-yelp; size 'paper' only, and
+    of each table the rows of the board's decoder (every row is the LSTM's but Yang et al.'s CNN-VAE)."""
     if size != "paper":
         return []
     if dataset in ("yelp", "yahoo"):
-        return _lm_tables(dataset)
+        return _lm_tables(dataset, decoder)
+    if decoder != "lstm":
+        return []
     if dataset == "short-yelp":
         return [PaperTable("Semi-supervised classification, short Yelp (accuracy %)",
                            ("100", "500", "1k", "2k", "10k"), _PROBE_KEYS,

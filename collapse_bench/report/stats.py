@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import special   # not scipy.stats: its import alone is ~1 s of every `report`
 
 from ..baseline import VANILLA
+from .load import BOARD_KEYS
 
 ALPHA = 0.05
 
@@ -62,12 +63,12 @@ def mark_best(summaries: dict[str, Summary | None], better: str | None) -> tuple
     return best, {k for k, s in present.items() if k not in best and tied(ref, s)}
 
 
-PAIR_KEYS = ["dataset", "size", "seed"]   # size carries the --set overrides (load.size_of): like pairs with like
+PAIR_KEYS = [*BOARD_KEYS, "seed"]   # dataset, size with its --set overrides (load.size_of), decoder: like with like
 DELTA_METRICS = ("nll", "kl", "mi", "au")   # and every probe@N: the differences to vanilla shown beside the values
 
 
 def _vanilla(df: pd.DataFrame, col: str, valid: pd.Series) -> pd.Series:
-    """For every row, ``col`` of the vanilla cell with the same dataset, size and seed (NaN where none).
+    """For every row, ``col`` of the vanilla cell with the same dataset, size, decoder and seed (NaN where none).
 
     The reference is an ok vanilla cell where ``valid``; when a sweep holds several vanilla labels, the one
     without parameters."""
@@ -78,7 +79,8 @@ def _vanilla(df: pd.DataFrame, col: str, valid: pd.Series) -> pd.Series:
 
 
 def add_time_ratio(df: pd.DataFrame) -> pd.DataFrame:
-    """Column ``time_ratio`` = train_seconds / train_seconds of vanilla with the same dataset, size and seed.
+    """Column ``time_ratio`` = train_seconds / train_seconds of vanilla with the same dataset, size, decoder and
+    seed.
 
     Paired per seed, then averaged over seeds (not a ratio of means). When a sweep holds several vanilla
     labels, the one without parameters is the reference.
@@ -100,7 +102,7 @@ def delta_columns(df: pd.DataFrame) -> list[str]:
 
 
 def add_vanilla_deltas(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns ``d_<metric>`` = metric − vanilla's for the same dataset, size and seed (paired like the time
+    """Columns ``d_<metric>`` = metric − vanilla's for the same dataset, size, decoder and seed (paired like the time
     ratio; averaged over seeds later), for NLL, KL, MI, AU and every probe@N. NaN without a vanilla pair."""
     out = df.copy()
     for c in delta_columns(out):

@@ -1,4 +1,4 @@
-"""The leaderboard model: one board per (dataset, size), one row per label, one cell per metric."""
+"""The leaderboard model: one board per (dataset, size, decoder), one row per label, one cell per metric."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import published
 from .families import family_of, family_slug
-from .load import probe_key
+from .load import BOARD_KEYS, probe_key
 from .stats import VANILLA, Summary, mark_best, ranks, summarize
 
 ARROWS = {"lower": "↓", "higher": "↑", None: ""}
@@ -42,7 +42,7 @@ class Cell:
     best: bool = False
     tied: bool = False
     paper: str | None = None
-    delta: Summary | None = None    # paired difference to vanilla (same dataset, size, seed), over seeds
+    delta: Summary | None = None    # paired difference to vanilla (same dataset, size, decoder, seed), over seeds
 
     def _f(self, x: float) -> str:
         return f"{x * self.metric.scale:.{self.metric.digits}f}"
@@ -115,14 +115,14 @@ class Board:
     paper_matches: dict[str, list[list[str]]] = field(default_factory=dict)  # table title -> labels per paper row
     plots: list[tuple[str, str, str]] = field(default_factory=list)   # (title, inline svg, error if not drawn)
     findings: list = field(default_factory=list)    # report.findings.Finding, on boards that hold vanilla
-    decoder: str = "lstm"                           # model.decoder of every run on the board (load.size_of splits)
+    decoder: str = "lstm"                           # model.decoder of every run on the board (load.BOARD_KEYS)
     text: list = field(default_factory=list)        # report.text_section.MethodText: what the models write
     text_missing: list[str] = field(default_factory=list)   # labels on the board with no text recorded
     evidence: list = field(default_factory=list)    # build.EvidenceRow: collapse rate, per-sentence differences
 
     @property
     def anchor(self) -> str:
-        return "board-" + "".join(c if c.isalnum() else "-" for c in f"{self.dataset}-{self.size}")
+        return "board-" + "".join(c if c.isalnum() else "-" for c in f"{self.dataset}-{self.size}-{self.decoder}")
 
 
 def _metrics(runs: pd.DataFrame) -> list[Metric]:
@@ -203,19 +203,19 @@ def _sort_key(r: Row) -> tuple[int, float, str]:
 
 
 def build_boards(df: pd.DataFrame) -> list[Board]:
-    """Boards sorted by dataset and size; rows by mean rank, failed rows last. ``df`` has ``time_ratio``."""
+    """Boards by dataset, size and decoder (the LSTM's first); rows by mean rank, failed rows last. ``df`` has
+    ``time_ratio``."""
     boards = []
-    for (dataset, size), runs in df.groupby(["dataset", "size"], sort=True):
+    for (dataset, size, decoder), runs in df.groupby(list(BOARD_KEYS), sort=True):
         metrics = _metrics(runs)
-        tables = published.tables_for(str(dataset), str(size))
+        tables = published.tables_for(str(dataset), str(size), str(decoder))
         rows = [_row(str(label), cells, metrics, tables) for label, cells in runs.groupby("label", sort=True)]
         _mark(rows, metrics)
         rows.sort(key=_sort_key)
         matches = {t.title: [[r.label for r in rows if pr.matches(r.preset)] for pr in t.rows]
                    for t in tables}
-        decoder = str(runs["decoder"].iloc[0]) if "decoder" in runs else "lstm"
-        boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches, decoder=decoder))
-    return boards
+        boards.append(Board(str(dataset), str(size), metrics, rows, runs, tables, matches, decoder=str(decoder)))
+    return sorted(boards, key=lambda b: (b.dataset, b.size, b.decoder != "lstm", b.decoder))
 
 
 def aggregate_frame(boards: list[Board]) -> pd.DataFrame:
@@ -223,7 +223,8 @@ def aggregate_frame(boards: list[Board]) -> pd.DataFrame:
     lines = []
     for b in boards:
         for r in b.rows:
-            line: dict[str, Any] = {"dataset": b.dataset, "size": b.size, "label": r.label, "method": r.method,
+            line: dict[str, Any] = {"dataset": b.dataset, "size": b.size, "decoder": b.decoder, "label": r.label,
+                                    "method": r.method,
                                     "params": json.dumps(r.params, sort_keys=True), "status": r.status,
                                     "n_ok": r.n_ok, "n_failed": r.n_failed, "errors": " | ".join(r.errors)}
             for m in b.metrics:
