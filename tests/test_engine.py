@@ -38,7 +38,7 @@ def test_cli_rejects_bad_input_with_the_fix(capsys):
     assert main(["run", "--methods", "vanilla", "--set", "train.epochs=zero", "--out", "/tmp/never"]) == 2
     assert "train.epochs" in capsys.readouterr().err
     assert main(["run", "--methods", "vanilla", "--size", "huge", "--out", "/tmp/never"]) == 2
-    assert "smoke, default, study, paper" in capsys.readouterr().err
+    assert "smoke, default, study, deep, paper" in capsys.readouterr().err
 
 
 def test_config_validation():
