@@ -142,6 +142,22 @@ def test_duvae_floor_switched_on_with_the_kl_weight(runs):
     assert bool(run.model.head.floor_on)                            # 2 epochs, warm_up 1: the weight reached 1
 
 
+def test_duvae_trains_only_on_batches_of_16_or_more_and_refuses_smaller_batch_sizes(runs):
+    """The authors' text.py skips every training batch of fewer than 16 sentences; so does ours, and a batch size
+    that would skip them all is refused."""
+    from dataclasses import replace
+    from collapse_bench.config import size_config
+    from collapse_bench.method import ParamError
+    run = runs("duvae")
+    sizes = [b.size for b in run.train_batches]
+    assert min(sizes) >= 16 and sum(sizes) < len(run.corpus.train)      # the smoke corpus has shorter buckets
+    cfg = size_config("smoke", "synthetic")
+    method = registry.get("duvae")(registry.get("duvae").Params())
+    with pytest.raises(ParamError, match="batch_size"):
+        method.check_config(replace(cfg, train=replace(cfg.train, batch_size=8)))
+    method.check_config(cfg)
+
+
 def test_controlvae_starts_at_zero_and_raises_beta_while_kl_is_above_set_point(runs):
     method = runs("controlvae").method
     betas, kls = method.trace["beta"], method.trace["kl"]
