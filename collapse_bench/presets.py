@@ -94,8 +94,9 @@ _PRESETS = [
            "their yelp command; figures not transcribed"),
     Preset("twr", "twr", {"partial": "none"}, TWR, ("Li et al. 2020 lm (PTB, Yelp, Yahoo): TWR-VAE",),
            "Li et al. 2020 (the authors' main.py)",
-           "their model differs (embedding 512, hidden 256, encoder dropout 0.5) and their printed NLL adds every "
-           "step's KL to a reconstruction at the mean: the figures are not comparable with ours"),
+           "their model differs (embedding 512, hidden 256, encoder dropout 0.5, h0 = Wz, biases) and their printed "
+           "NLL adds the mean of the steps' KLs to a reconstruction at z = mu: the figures are not comparable with "
+           "ours"),
 ]
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 
