@@ -107,6 +107,7 @@ NO_PRESET = {
     "coupled": "Wu et al. 2020 use their own model (bi-LSTM encoder, an MLP to the decoder's input, Adam 1e-3, KL "
                "annealed from iteration 2,000 over 40,000), which the harness's recipe fields cannot express",
     "mmd": "Zhao et al. 2019 print no text-VAE row on He et al.'s protocol",
+    "powerspherical": "De Cao & Aziz 2020 print no text-VAE row (their VAE experiments are on MNIST)",
 }
 
 
