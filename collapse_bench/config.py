@@ -214,8 +214,8 @@ STUDY_TRAIN_SENTENCES = {"short-yelp": 2400, "ptb": 1200}
 STUDY_DATASETS = ("short-yelp", "ptb")
 STUDY_SEEDS = (0, 1, 2)
 # The methods of the published study (reports/study, 102 cells). Pinned so that registering a method does not add
-# cells to it: the remedies after 2020 (controlvae, coupled, duvae, mmd, twr, powerspherical; issue 20) join
-# when the study is rerun with them (the study issue), by adding them here.
+# cells to it: the remedies after 2020 (controlvae, coupled, duvae, mmd, twr; issue 20) join when the
+# study is rerun with them (the study issue), by adding them here.
 STUDY_METHODS = ("ae", "agg", "anneal", "beta", "bnvae", "bnvae-su", "bow", "cyclic", "delta", "eae", "fb", "lm",
                  "savae", "skip", "vanilla", "vmf", "word-dropout")
 

@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from .. import evaluate as ev
 from ..config import ModelConfig
 from ..method import Method, MethodParams, param
-from ..model import PosteriorHead
-from ..posterior import Posterior
 from ..registry import register
 from .helpers import require
+from .vmf import VMFHead, VonMisesFisher
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,29 +35,17 @@ def _digamma(x: float) -> float:
 
 
 @dataclasses.dataclass
-class PowerSpherical(Posterior):
+class PowerSpherical(VonMisesFisher):
     """PS(mu, kappa) on the unit sphere S^{d-1} with a uniform prior; kappa a fixed constant, as vmf's.
 
-    log q(z|x) = kappa log(1 + mu.z) - log N, the true density with respect to the sphere's surface measure (the
-    prior is 1/area of the same measure), so IW-NLL, MI and the ELBO are computed with it. `mean` is E_q[z] =
-    kappa/(kappa + d - 1) mu; active units are counted on the direction mu, as vmf's are."""
-    mu: torch.Tensor            # [B, d], unit norm
-    kappa: float
+    A subclass of vmf's posterior for its code only (not a vMF): what depends on the family alone through its
+    constants (the prior, the constant KL and entropy, `mean` = E[mu.z] mu, active units on the direction mu) is
+    vmf's, read from this family's constants; the density and the sampler are this family's. log q(z|x) =
+    kappa log(1 + mu.z) - log N is the true density with respect to the sphere's surface measure (the prior is
+    1/area of the same measure), so IW-NLL, MI and the ELBO are computed with it."""
 
     def _const(self) -> dict[str, float]:
         return power_spherical_constants(float(self.kappa), self.nz)
-
-    @property
-    def nz(self) -> int:
-        return self.mu.shape[-1]
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self._const()["mean_cos"] * self.mu
-
-    @property
-    def au_feature(self) -> torch.Tensor:
-        return self.mu
 
     def rsample(self, n: int) -> torch.Tensor:
         """[B, n, d]: z = w mu + sqrt(1 - w^2) v, w = 2t - 1 with t ~ Beta(alpha, beta) (exact, no rejection; no
@@ -81,25 +68,12 @@ class PowerSpherical(Posterior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return self._log_density((z * self.mu).sum(-1))
 
-    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.full(z.shape[:-1], -self._const()["log_area"], dtype=z.dtype, device=z.device)
-
-    def kl(self) -> torch.Tensor:
-        return torch.full(self.mu.shape[:1], self._const()["kl"], dtype=self.mu.dtype, device=self.mu.device)
-
-    def entropy(self) -> torch.Tensor:
-        return torch.full(self.mu.shape[:1], self._const()["entropy"], dtype=self.mu.dtype, device=self.mu.device)
-
     def cross_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return self._log_density(z @ self.mu.T)
 
 
-class PowerSphericalHead(PosteriorHead):
-    """Linear map (no bias) from the encoder state to a direction, normalised to unit length."""
-
-    def __init__(self, hidden: int, nz: int, kappa: float):
-        super().__init__(hidden, nz)
-        self.kappa = kappa
+class PowerSphericalHead(VMFHead):
+    """vmf's head (a linear map without bias to a direction, normalised to unit length) returning this family."""
 
     def transform(self, stats: torch.Tensor) -> PowerSpherical:
         return PowerSpherical(F.normalize(stats, dim=-1, eps=1e-12), self.kappa)
