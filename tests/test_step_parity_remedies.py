@@ -12,6 +12,10 @@ reports/parity/step_parity_remedies.py (not their code):
   sum, so ours, a batch mean, is scaled by B before backward) and every figure must agree to 1e-5 relative (or ten
   times float32's own rounding on that step). This parity found the KL penalty's reduction: their Encoder.loss
   divides by the number of steps (mu is time-major), ours summed over steps.
+* DU-VAE (SmilesDZgk/DU-VAE text.py main(), run unchanged on a tiny corpus, as the BN-VAE step parity runs the BN-VAE
+  code): 22 SGD steps over two epochs, in which the KL weight reaches 1 at the 12th update and the variance floor and
+  its dropout switch on; their batch of 4 sentences is skipped (< 16), as ours. Every figure the BN-VAE test compares,
+  plus the noise of the variance dropout, replayed through our Trainer and DUVAE.train_step.
 * Coupled-VAE (ChenWu98/Coupled-VAE Experiment.py `euclidean`, `compute_imq_dist_couple`, as train_epoch calls them):
   their model shares nothing with ours and their model modules do not import (Modules/vae_nf_geo.py is missing from
   the repository), so the coupling term is what is compared: per-sentence value, batch mean and gradients.
@@ -29,8 +33,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_step_parity import (RTOL, ROUNDING_FACTOR, f32_decode, first_parting, group_norms, patched, rel,
-                              state_decode, state_norms)
+from test_step_parity import (RTOL, ROUNDING_FACTOR, bits_decode, build_trainer, clip_spy, differences, f32_decode,
+                              first_parting, group_norms, patched, rel, state_decode, state_norms)
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "step_parity_remedies.json"
 SCALARS = ("loss_sum", "rec_sum", "kl_sum")
@@ -138,12 +142,77 @@ def coupled_differences(rec: dict) -> dict[str, float]:
             "grad_coupled_signal": 0.0 if (signal_c.grad is None) == rec["grad_init_couple_is_none"] else math.inf}
 
 
+# --------------------------------------------------------------------------- DU-VAE: our side
+
+def du_noise(st: dict, dtype: torch.dtype):
+    """torch.randn and F.dropout handing out the step's recorded noise in call order; `used` counts it."""
+    eps = f32_decode(st["eps"], (-1,)).to(dtype)
+    masks = [(m["p"], bits_decode(m["bits"], m["n"])) for m in st["masks"]]
+    used = {"eps": 0, "masks": 0}
+
+    def randn(*shape, **kw):
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
+        assert used["eps"] == 0 and math.prod(shape) == eps.numel(), "one reparameterisation draw per step"
+        used["eps"] += 1
+        return eps.view(shape).clone()
+
+    def dropout(x, p, training=True, inplace=False):
+        assert training, "dropout outside training"
+        want, bits = masks[used["masks"]]
+        assert p == pytest.approx(want) and bits.numel() == x.numel(), (p, want, bits.numel(), x.numel())
+        used["masks"] += 1
+        return x * bits.view(x.shape).to(x.dtype) / (1.0 - p)
+    return randn, dropout, used, len(masks)
+
+
+def replay_du(fx_du: dict, dtype: torch.dtype = torch.float32) -> list[dict]:
+    """Our Trainer / DUVAE code path (train_step: the floor switch, BN with the weight rescaled, the variance dropout,
+    the loss, joint clipping, SGD) on the recorded batches and noise, from the recorded weights."""
+    from collapse_bench.data import Batch
+    from collapse_bench.model import precision
+
+    torch.set_num_threads(1)
+    run = fx_du["runs"]["duvae"]
+    trainer, init = build_trainer(fx_du, run)
+    model = trainer.model.to(dtype)
+    init = {k: v.to(dtype) if v.is_floating_point() else v for k, v in init.items()}
+    named = dict(model.named_parameters())
+    model.train()
+    out = []
+    for st in run["steps"]:
+        tokens = torch.tensor(st["tokens"], dtype=torch.long)
+        randn, dropout, used, n_masks = du_noise(st, dtype)
+        rec: dict = {}
+        with patched(torch, "randn", randn), patched(torch.nn.functional, "dropout", dropout), clip_spy(named, rec):
+            with precision(trainer.device, trainer.cfg.train.precision):
+                logs = trainer.method.train_step(trainer.ctx, Batch(tokens, np.arange(len(tokens))))
+        trainer.step += 1
+        assert used == {"eps": 1, "masks": n_masks}, (used, n_masks)
+        rec.update(kl_weight=logs["kl_weight"], loss=logs["loss"], rec=logs["rec"], kl=logs["kl"],
+                   floor_on=bool(logs["floor_on"]))
+        rec["grad_post"] = group_norms({k: p.grad for k, p in named.items()})
+        rec["param_norm"], rec["param_delta"] = state_norms(model.state_dict(), init)
+        out.append(rec)
+    out[-1]["final"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return out
+
+
+def du_differences(fx_du: dict, ours: list[dict] | None = None) -> list[dict]:
+    run = fx_du["runs"]["duvae"]
+    return differences(run["steps"], replay_du(fx_du) if ours is None else ours, state_decode(run["final"]))
+
+
+def du_tolerances(fx_du: dict) -> list[float]:
+    rounding = differences(replay_du(fx_du, torch.float64), replay_du(fx_du))
+    return [max(RTOL, ROUNDING_FACTOR * max(d.values())) for d in rounding]
+
+
 # --------------------------------------------------------------------------- tests
 
 def test_fixture_covers_what_it_should(fx):
     from collapse_bench.methods.twr import regularised_steps
 
-    assert FIXTURE.stat().st_size < 300_000
+    assert FIXTURE.stat().st_size < 400_000
     runs = fx["twr"]["runs"]
     assert set(runs) == {"twr", "twr-last50", "twr-last25"}
     for name, run in runs.items():
@@ -195,3 +264,43 @@ def test_coupled_parity_catches_a_base_read_from_the_signal_width(fx, monkeypatc
     real = coupled.imq_coupling
     monkeypatch.setattr(coupled, "imq_coupling", lambda d, nz: real(d, fx["coupled"]["config"]["width"]))
     assert coupled_differences(fx["coupled"])["couple_loss"] > 0.01
+
+
+def test_du_fixture_switches_the_floor_and_skips_the_small_batch(fx):
+    """The recording covers what DU-VAE adds: the floor and its variance dropout switch on mid-run (with the KL
+    weight's clamp at 1), BN's weight has a gradient, clipping bites, and their text.py skipped the batch of 4."""
+    du = fx["duvae"]
+    steps = du["runs"]["duvae"]["steps"]
+    on = [s["floor_on"] for s in steps]
+    assert not on[0] and on[-1] and on == sorted(on), "the floor switches on once, mid-run"
+    assert all(s["kl_weight"] == 1.0 for s, o in zip(steps, on) if o)
+    assert all(len(s["masks"]) == (3 if o else 2) for s, o in zip(steps, on)), "variance dropout only with the floor"
+    assert all("bn" in s["grad_pre"] for s in steps)
+    assert any(s["clip_total"] > du["config"]["clip"] for s in steps)
+    assert min(len(s["tokens"]) for s in steps) >= 16
+    trainer, _ = build_trainer(du, du["runs"]["duvae"])      # ours skips the same batch
+    assert len(trainer.train_batches) * du["config"]["epochs"] == len(steps)
+
+
+def test_du_steps_agree_with_the_authors_code(fx):
+    du = fx["duvae"]
+    ours = replay_du(du)
+    assert [o["floor_on"] for o in ours] == [s["floor_on"] for s in du["runs"]["duvae"]["steps"]]
+    part = first_parting(du_differences(du, ours), du_tolerances(du))
+    assert part is None, (f"duvae: parts from the original at step {part[0]}: "
+                          + ", ".join(f"{k} rel {v:.3g}" for k, v in part[1][:8]))
+
+
+def test_du_parity_catches_a_floor_switched_one_step_late(fx, monkeypatch):
+    """A floor that switches on at the update after the KL weight reaches 1 (not at it, as their
+    `args.kl_weight == 1` does) parts at that update: the original drew a variance-dropout mask there."""
+    from collapse_bench.method import Method
+    from collapse_bench.methods.duvae import DUVAE
+
+    def late(self, ctx, batch):
+        if ctx.step > 0 and self.kl_weight(ctx.step - 1, ctx.steps_per_epoch, ctx.cfg.train) == 1.0:
+            ctx.model.head.floor_on.fill_(True)
+        return Method.train_step(self, ctx, batch) | {"floor_on": float(ctx.model.head.floor_on)}
+    monkeypatch.setattr(DUVAE, "train_step", late)
+    with pytest.raises(AssertionError, match="0.2"):      # ours asks for the decoder's 0.5 mask where theirs drew 0.2
+        replay_du(fx["duvae"])

@@ -1,4 +1,5 @@
-"""Step-level parity with the remedies after 2020 whose authors' code can be driven here (issue 20).
+"""Step-level parity with the remedies after 2020 whose authors' code can be driven here (issue 20): TWR-VAE,
+DU-VAE, and Coupled-VAE's coupling term.
 
 **TWR-VAE** (ruizheliUOA/TWR-VAE, lang_model/main.py, the script that produced the paper's language-model rows).
 The script runs as it is (runpy, in this process) on a tiny corpus written in its own format, with its own Corpus
@@ -21,6 +22,15 @@ per-step posteriors and z, Encoder.loss, Decoder.loss, train()):
 Noise: torch.randn_like, their reparameterisation's only draw, returns pre-drawn standard normals (recorded);
 our torch.randn reads the same ones.
 
+**DU-VAE** (SmilesDZgk/DU-VAE text.py, the script behind the paper's text rows). Its main() runs unchanged on a tiny
+corpus (as step_parity.py runs the BN-VAE code's), for two epochs of 11 updates: the KL weight reaches 1 at the 12th
+update, where the variance floor and its dropout switch on (their `args.kl_weight == 1`); the length bucket of 4
+sentences is skipped (their `< 16`). Injected noise: Tensor.normal_ (their reparameterisation) and every dropout call
+in order (their decoder's F.dropout and the variance's torch.dropout), masks drawn with keep probability 1 - p.
+Recorded per update as for the BN-VAE code: the batch, KL weight, loss, reconstruction, KL, the gradient norms of
+every group before and after the joint clip, the parameters after the step (read after their decoder optimiser's
+step, before any later forward rescales the BN weight); the replay is our Trainer and DUVAE.train_step.
+
 **Coupled-VAE** (ChenWu98/Coupled-VAE). Its training script cannot run as published: every model module
 (Modules/vae.py, vae_couple.py, ...) imports `_n_sample` from `Modules.vae_nf_geo`, a file in none of the
 repository's commits. Its model also shares nothing with ours (a bidirectional encoder, GRU decoders by default
@@ -32,12 +42,13 @@ them (`euclidean(init, init_couple.detach())`, batch mean), on seeded signals of
 recorded: the term and its gradient with respect to both signals.
 
     python reports/parity/step_parity_remedies.py --twr-code /work/orig/twr --coupled-code /work/orig/coupled \
-        [--write-fixture]
+        --duvae-code /work/orig/duvae [--write-fixture]
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import contextlib
 import io
 import json
@@ -244,12 +255,148 @@ def run_coupled_original(code: Path, T) -> dict:
             "grad_init": T.f32_encode(init.grad), "grad_init_couple_is_none": init_couple.grad is None}
 
 
+# --------------------------------------------------------------------------- DU-VAE
+
+DU_CONFIG = dict(emb=8, hidden=16, nz=4, dropout=0.5, batch_size=16, lr=1.0, clip=5.0, kl_start=0.1, warm_up=1,
+                 gamma=0.5, p_drop=0.2, delta_rate=1.0, seed=7, epochs=2)
+# 180 sentences: 11 batches of 16 a step, and one of 4 that their text.py skips (< 16); N/batch = 11.25, so the KL
+# weight reaches 1 at the 12th update, the first of epoch 2, and the variance floor and its dropout switch on there.
+# (>= 160 sentences: their progress log divides by (N // batch) // 10.)
+DU_LENGTHS = {4: 48, 6: 32, 9: 48, 12: 32, 15: 20}
+
+
+def du_corpus() -> dict:
+    from step_parity import VOCAB
+    rng = np.random.default_rng(DU_CONFIG["seed"])
+    ids = np.arange(4, len(VOCAB) - 1)      # never the last id: their decoder embedding's padding_idx=-1 freezes it
+    p = 1.0 / np.arange(1, len(ids) + 1) ** 2
+    p /= p.sum()
+    train = [rng.choice(ids, size=T, p=p).tolist() for T, n in DU_LENGTHS.items() for _ in range(n)]
+    valid = [rng.choice(ids, size=T, p=p).tolist() for T in (4, 4, 6, 6, 9, 9)]
+    return {"train": train, "valid": valid}
+
+
+class MaskTape:
+    """Every dropout call of the original's step (their decoder's nn.Dropout(0.5) through F.dropout, their variance
+    dropout through torch.dropout), in call order: its rate and a 0/1 mask drawn with keep probability 1 - p."""
+
+    def __init__(self, gen: torch.Generator):
+        self.gen, self.calls = gen, []
+
+    def __call__(self, x, p, training=True, inplace=False, train=None):
+        training = training if train is None else train          # torch.dropout(input, p, train)
+        if not training or p == 0:
+            return x
+        bits = (torch.rand(x.shape, generator=self.gen) >= p).float()
+        self.calls.append({"p": float(p), "n": int(bits.numel()), "bits": T_ENC["bits"](bits)})
+        return x * bits.to(x.dtype) / (1.0 - p)
+
+
+T_ENC: dict = {}
+
+
+def du_spies(VAE, st: dict, T):
+    """VAE.loss: the batch, KL weight, the noise of the step (Tensor.normal_ of the reparameterisation, the dropout
+    masks) and the loss terms; clip_grad_norm_: the gradients before and after; SGD.step: the parameters after the
+    decoder optimiser's step (the second of each update; before any later forward rescales the BN weight)."""
+    from step_parity import mapping_for
+    mapping = mapping_for("duvae")
+    gen = torch.Generator().manual_seed(DU_CONFIG["seed"])
+    real_loss, real_clip, real_step = VAE.loss, torch.nn.utils.clip_grad_norm_, torch.optim.SGD.step
+
+    def ours_state(vae):
+        sd = vae.state_dict()
+        return {o: sd[t].detach().clone() for o, t in mapping.items()}
+
+    def loss(self, x, kl_weight, args, training=True):
+        if not self.training:                           # their validation and progress log: no step
+            return real_loss(self, x, kl_weight, args, training)
+        if st["vae"] is None:
+            st["vae"], st["init"] = self, {**ours_state(self), "head.floor_on": torch.tensor(False)}
+        eps = torch.randn(x.shape[0] * DU_CONFIG["nz"], generator=gen)
+        tape = MaskTape(gen)
+        with T.patched(torch.Tensor, "normal_", lambda t, *a, **k: t.copy_(eps.view(t.shape))), \
+                T.patched(torch.nn.functional, "dropout", tape), T.patched(torch, "dropout", tape):
+            out = real_loss(self, x, kl_weight, args, training)
+        st["steps"].append({"tokens": x.tolist(), "eps": T.f32_encode(eps), "masks": tape.calls,
+                            "kl_weight": float(kl_weight), "floor_on": args.kl_weight == 1,
+                            "loss": out[0].mean().item(), "rec": out[1].mean().item(), "kl": out[2].mean().item()})
+        return out
+
+    def clip(parameters, max_norm, *a, **kw):
+        rec, named = st["steps"][-1], dict(st["vae"].named_parameters())
+        ours = {o: named[t] for o, t in mapping.items() if t in named}
+        rec["grad_pre"] = T.group_norms({k: p.grad for k, p in ours.items()})
+        rec["clip_total"] = float(real_clip(parameters, max_norm, *a, **kw))
+        rec["grad_post"] = T.group_norms({k: p.grad for k, p in ours.items()})
+        return rec["clip_total"]
+
+    def step(self, *a, **kw):
+        out = real_step(self, *a, **kw)
+        st["sgd_calls"] = st.get("sgd_calls", 0) + 1
+        if st["sgd_calls"] % 2 == 0:                    # enc_optimizer.step(), then dec_optimizer.step()
+            state = ours_state(st["vae"])
+            st["steps"][-1]["param_norm"], st["steps"][-1]["param_delta"] = T.state_norms(state, st["init"])
+            if len(st["steps"]) == st["n"]:
+                st["final"] = state
+                raise StopParity
+        return out
+    return [(VAE, "loss", loss), (torch.nn.utils, "clip_grad_norm_", clip), (torch.optim.SGD, "step", step)]
+
+
+def run_du_original(code: Path, corpus: dict, T) -> dict:
+    """Their text.py main() for DU_CONFIG's epochs on the tiny corpus (its own batching, skip, annealing, floor
+    switch, SGD and joint clipping), stopped after its last training step; the figures of every step."""
+    from step_parity import VOCAB
+    c = DU_CONFIG
+    T_ENC["bits"] = T.bits_encode
+    sys.path.insert(0, str(code))
+    script = importlib.import_module("text")
+    from data import MonoTextData, VocabEntry
+    from modules import VAE
+    assert script.clip_grad == c["clip"]
+    tmp = Path(tempfile.mkdtemp(prefix="du_parity_"))
+    words = lambda sent: " ".join(VOCAB[i] for i in sent) + "\n"  # noqa: E731
+    (tmp / "train.txt").write_text("".join(map(words, corpus["train"])))
+    (tmp / "valid.txt").write_text("".join(map(words, corpus["valid"])))
+    from common import register_original_config
+    register_original_config("du_stepparity", emb=c["emb"], hidden=c["hidden"], nz=c["nz"], batch_size=c["batch_size"],
+                             epochs=c["epochs"], dropout=c["dropout"], train=tmp / "train.txt", valid=tmp / "valid.txt",
+                             test=tmp / "valid.txt")
+    vocab = VocabEntry({w: i for i, w in enumerate(VOCAB)})
+    script.MonoTextData = lambda fname, label=False, max_length=None, vocab_=None, **kw: MonoTextData(
+        fname, label=label, max_length=max_length, vocab=vocab)
+    steps = c["epochs"] * sum(n // c["batch_size"] for n in DU_LENGTHS.values())
+    st = {"vae": None, "init": None, "steps": [], "final": None, "n": steps}
+    sys.argv = ["text.py", "--dataset", "du_stepparity", "--kl_start", str(c["kl_start"]), "--warm_up",
+                str(c["warm_up"]), "--lr", str(c["lr"]), "--gamma", str(c["gamma"]), "--p_drop", str(c["p_drop"]),
+                "--delta_rate", str(c["delta_rate"]), "--nz_new", str(c["nz"])]
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp)                               # its init_config makes models/<run>/ here
+        args = script.init_config()
+        with contextlib.ExitStack() as stack, contextlib.redirect_stdout(io.StringIO()):
+            for obj, attr, value in du_spies(VAE, st, T):
+                stack.enter_context(T.patched(obj, attr, value))
+            try:
+                script.main(args)
+            except StopParity:
+                pass
+    finally:
+        os.chdir(cwd)
+    assert st["final"] is not None, f"their run ended before {steps} steps"
+    return {"method": "duvae", "params": {"gamma": c["gamma"], "p_drop": c["p_drop"], "delta_rate": c["delta_rate"]},
+            "original_flags": sys.argv[1:], "init": T.state_encode(st["init"]), "steps": st["steps"],
+            "final": T.state_encode(st["final"])}
+
+
 # --------------------------------------------------------------------------- main
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--twr-code", type=Path, required=True, help="checkout of ruizheliUOA/TWR-VAE (read only)")
     ap.add_argument("--coupled-code", type=Path, required=True, help="checkout of ChenWu98/Coupled-VAE (read only)")
+    ap.add_argument("--duvae-code", type=Path, required=True, help="checkout of SmilesDZgk/DU-VAE (read only)")
     ap.add_argument("--write-fixture", action="store_true", help=f"write {FIXTURE.relative_to(ROOT)}")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -258,14 +405,22 @@ def main() -> None:
     runs = {name: run_twr_original(a.twr_code.resolve(), name, corpus, T) for name in TWR_RUNS}
     fx = json.loads(json.dumps({
         "about": "Figures recorded from the authors' code by reports/parity/step_parity_remedies.py (TWR-VAE: "
-                 "lang_model/main.py with the backbone shims of its docstring; Coupled-VAE: Experiment.py's coupling "
-                 "functions); see tests/test_step_parity_remedies.py.",
+                 "lang_model/main.py with the backbone shims of its docstring; DU-VAE: text.py main(); Coupled-VAE: "
+                 "Experiment.py's coupling functions); see tests/test_step_parity_remedies.py.",
         "twr": {"config": TWR_CONFIG, "corpus": corpus, "runs": runs},
-        "coupled": run_coupled_original(a.coupled_code.resolve(), T)}))
+        "coupled": run_coupled_original(a.coupled_code.resolve(), T),
+        "duvae": du_fixture(a.duvae_code.resolve(), T)}))
     if a.write_fixture:
         FIXTURE.write_text(json.dumps(fx, separators=(",", ":")) + "\n")
         print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size / 1024:.0f} KB)")
     report(fx)
+
+
+def du_fixture(code: Path, T) -> dict:
+    from step_parity import VOCAB
+    corpus = du_corpus()
+    return {"config": {**DU_CONFIG, "vocab": VOCAB, "n_train": len(corpus["train"])}, "corpus": corpus,
+            "runs": {"duvae": run_du_original(code, corpus, T)}}
 
 
 def report(fx: dict) -> None:
@@ -278,6 +433,12 @@ def report(fx: dict) -> None:
         lengths = " ".join(str(len(s["tokens"][0])) for s in run["steps"])
         print(f"== {name}: {len(diffs)} Adam steps, batch lengths {lengths}; KL penalty over "
               f"{[s['kl_steps'] for s in run['steps']]} steps; max rel diff {worst[0]:.2e} ({worst[1]})")
+    diffs = R.du_differences(fx["duvae"])
+    worst = max((v, k) for d in diffs for k, v in d.items())
+    run = fx["duvae"]["runs"]["duvae"]
+    print(f"== duvae: {len(diffs)} SGD steps, floor on from step {1 + [s['floor_on'] for s in run['steps']].index(True)}, "
+          f"clipped at {[i + 1 for i, s in enumerate(run['steps']) if s['clip_total'] > 5]}; "
+          f"max rel diff {worst[0]:.2e} ({worst[1]})")
     d = R.coupled_differences(fx["coupled"])
     print(f"== coupled term: max rel diff {max(d.values()):.2e} ({max(d, key=d.get)})")
 

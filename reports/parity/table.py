@@ -214,6 +214,18 @@ def step_parity_remedies() -> list[str]:
                      f"{len(first['param_norm'])} parameter norms and distances; final parameters | {len(diffs)} | "
                      + " ".join(str(len(s["tokens"][0])) for s in run["steps"]) + " | "
                      + " ".join(str(s["kl_steps"]) for s in run["steps"]) + f" | {worst[0]:.1e} ({worst[1]}) |")
+    du = fx["duvae"]
+    steps = du["runs"]["duvae"]["steps"]
+    diffs, tols = R.du_differences(du), R.du_tolerances(du)
+    worst = max((v, k, i) for i, d in enumerate(diffs) for k, v in d.items())
+    on = 1 + [s["floor_on"] for s in steps].index(True)
+    lines.append(f"| DU-VAE | duvae (γ {du['config']['gamma']}, p_drop {du['config']['p_drop']}, two epochs; "
+                 f"floor and variance dropout from step {on}; a batch of 4 skipped) | loss, rec, KL, KL weight, "
+                 f"{len(steps[0]['grad_pre'])} gradient norms before and after the joint clip, parameter norms and "
+                 f"distances; final parameters | {len(steps)} | "
+                 + " ".join(str(len(s["tokens"][0])) for s in steps) + " | – | "
+                 f"{worst[0]:.1e} ({worst[1]}, step {worst[2] + 1}; float32's own rounding allowance there "
+                 f"{tols[worst[2]]:.1e}) |")
     d = R.coupled_differences(fx["coupled"])
     worst = max(d, key=d.get)
     c = fx["coupled"]["config"]
