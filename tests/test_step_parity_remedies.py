@@ -33,8 +33,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_step_parity import (RTOL, ROUNDING_FACTOR, bits_decode, build_trainer, clip_spy, differences, f32_decode,
-                              first_parting, group_norms, patched, rel, state_decode, state_norms)
+from test_step_parity import (RTOL, ROUNDING_FACTOR, bits_decode, build_trainer, differences, f32_decode, first_parting,
+                              group_norms, patched, rel, replay_with, state_decode, state_norms)
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "step_parity_remedies.json"
 SCALARS = ("loss_sum", "rec_sum", "kl_sum")
@@ -145,7 +145,8 @@ def coupled_differences(rec: dict) -> dict[str, float]:
 # --------------------------------------------------------------------------- DU-VAE: our side
 
 def du_noise(st: dict, dtype: torch.dtype):
-    """torch.randn and F.dropout handing out the step's recorded noise in call order; `used` counts it."""
+    """Patches of torch.randn and F.dropout handing out the step's recorded noise in call order, and the check that
+    all of it was used (the variance dropout's mask exists only once the floor is on)."""
     eps = f32_decode(st["eps"], (-1,)).to(dtype)
     masks = [(m["p"], bits_decode(m["bits"], m["n"])) for m in st["masks"]]
     used = {"eps": 0, "masks": 0}
@@ -162,39 +163,16 @@ def du_noise(st: dict, dtype: torch.dtype):
         assert p == pytest.approx(want) and bits.numel() == x.numel(), (p, want, bits.numel(), x.numel())
         used["masks"] += 1
         return x * bits.view(x.shape).to(x.dtype) / (1.0 - p)
-    return randn, dropout, used, len(masks)
+
+    def check_used_up():
+        assert used == {"eps": 1, "masks": len(masks)}, (used, len(masks))
+    return [(torch, "randn", randn), (torch.nn.functional, "dropout", dropout)], check_used_up
 
 
 def replay_du(fx_du: dict, dtype: torch.dtype = torch.float32) -> list[dict]:
     """Our Trainer / DUVAE code path (train_step: the floor switch, BN with the weight rescaled, the variance dropout,
     the loss, joint clipping, SGD) on the recorded batches and noise, from the recorded weights."""
-    from collapse_bench.data import Batch
-    from collapse_bench.model import precision
-
-    torch.set_num_threads(1)
-    run = fx_du["runs"]["duvae"]
-    trainer, init = build_trainer(fx_du, run)
-    model = trainer.model.to(dtype)
-    init = {k: v.to(dtype) if v.is_floating_point() else v for k, v in init.items()}
-    named = dict(model.named_parameters())
-    model.train()
-    out = []
-    for st in run["steps"]:
-        tokens = torch.tensor(st["tokens"], dtype=torch.long)
-        randn, dropout, used, n_masks = du_noise(st, dtype)
-        rec: dict = {}
-        with patched(torch, "randn", randn), patched(torch.nn.functional, "dropout", dropout), clip_spy(named, rec):
-            with precision(trainer.device, trainer.cfg.train.precision):
-                logs = trainer.method.train_step(trainer.ctx, Batch(tokens, np.arange(len(tokens))))
-        trainer.step += 1
-        assert used == {"eps": 1, "masks": n_masks}, (used, n_masks)
-        rec.update(kl_weight=logs["kl_weight"], loss=logs["loss"], rec=logs["rec"], kl=logs["kl"],
-                   floor_on=bool(logs["floor_on"]))
-        rec["grad_post"] = group_norms({k: p.grad for k, p in named.items()})
-        rec["param_norm"], rec["param_delta"] = state_norms(model.state_dict(), init)
-        out.append(rec)
-    out[-1]["final"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return out
+    return replay_with(fx_du, fx_du["runs"]["duvae"], dtype, du_noise, logged=("floor_on",))
 
 
 def du_differences(fx_du: dict, ours: list[dict] | None = None) -> list[dict]:

@@ -52,7 +52,6 @@ import importlib
 import contextlib
 import io
 import json
-import math
 import os
 import runpy
 import sys
