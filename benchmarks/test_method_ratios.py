@@ -51,7 +51,9 @@ BUDGET = {"bnvae": TIGHT, "bnvae-su": TIGHT, "delta": TIGHT, "fb": TIGHT, "vmf":
           "cyclic": 1.25, "ae": 1.25, "lm": 1.25, "skip": 1.4, "word-dropout": 1.4, "eae": 1.4, "bow": 2.0,
           "agg:post": 1.25, "agg": 120.0, "savae": 26.0,
           # after 2020 (issue 20): TWR-VAE adds the head and KL at every step; Coupled-VAE runs a second decoder
-          "duvae": TIGHT, "controlvae": TIGHT, "mmd": TIGHT, "twr": 1.3, "coupled": 2.2}
+          "duvae": TIGHT, "controlvae": TIGHT, "mmd": TIGHT, "twr": 1.3, "coupled": 2.2,
+          # the Power Spherical posterior (issue 20's alternative to Scale-VAE): vmf's design, a Beta draw per sample
+          "powerspherical": TIGHT}
 ROUNDS = {"quick": {"tight": 31, "loose": 11, "costly": 2}, "full": {"tight": 77, "loose": 27, "costly": 5}}
 
 

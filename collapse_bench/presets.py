@@ -110,8 +110,9 @@ _PRESETS = [
            "their yelp command; figures not transcribed"),
     Preset("twr", "twr", {"partial": "none"}, TWR, ("Li et al. 2020 lm (PTB, Yelp, Yahoo): TWR-VAE",),
            "Li et al. 2020 (the authors' main.py)",
-           "their model differs (embedding 512, hidden 256, encoder dropout 0.5) and their printed NLL adds every "
-           "step's KL to a reconstruction at the mean: the figures are not comparable with ours"),
+           "their model differs (embedding 512, hidden 256, encoder dropout 0.5, h0 = Wz, biases) and their printed "
+           "NLL adds the mean of the steps' KLs to a reconstruction at z = mu: the figures are not comparable with "
+           "ours"),
 ]
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 
@@ -122,6 +123,7 @@ NO_PRESET = {
     "coupled": "Wu et al. 2020 use their own model (bi-LSTM encoder, an MLP to the decoder's input, Adam 1e-3, KL "
                "annealed from iteration 2,000 over 40,000), which the harness's recipe fields cannot express",
     "mmd": "Zhao et al. 2019 print no text-VAE row on He et al.'s protocol",
+    "powerspherical": "De Cao & Aziz 2020 print no text-VAE row (their VAE experiments are on MNIST)",
 }
 
 

@@ -59,11 +59,13 @@ class DUVAE(Method):
     variance floor delta_rate/(2πe) and the dropout of the variances (the "uncertainty") switch on at the first update
     whose annealed KL weight is exactly 1 (`args.kl_weight == 1` in enc_lstm.py / encoder.py) and stay on, also for
     every evaluation afterwards (their test() runs with kl_weight 1). Dropout only in training. The KL in the loss is
-    that of the dropped-out posterior (encoder.py `encode`). Their code skips BN on a 1-sentence training batch; here
-    such batches are skipped (min_batch_size 2, as BN-VAE). Their encoder keeps PyTorch's initialisation (its
-    reset_parameters only sets the BN weight), so as BN-VAE it needs model.encoder_init='pytorch' and SGD."""
+    that of the dropped-out posterior (encoder.py `encode`). Their text.py skips every training batch of fewer than 16
+    sentences (`if batch_data.size(0) < 16: continue`, before the KL weight is raised), so ours does too
+    (min_batch_size 16: on the parity file 7 of 1,258 batches, 39 sentences per epoch) and refuses a
+    train.batch_size below 16. Their encoder keeps PyTorch's initialisation (its reset_parameters only sets the BN
+    weight), so as BN-VAE it needs model.encoder_init='pytorch' and SGD."""
 
-    min_batch_size = 2
+    min_batch_size = 16        # text.py's skip of batches under 16 sentences (also keeps BN off 1-sentence batches)
     relative_cost = 1.0        # step time 0.98x vanilla's, floor and dropout on (test_method_ratios.py --quick)
 
     @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class DUVAE(Method):
 
     def check_config(self, cfg) -> None:
         require_bn_floor_config("duvae", cfg)
+        require(cfg.train.batch_size >= self.min_batch_size,
+                f"duvae with train.batch_size={cfg.train.batch_size}: the authors' text.py skips training batches of "
+                f"fewer than {self.min_batch_size} sentences, so every batch would be skipped; use a batch size >= "
+                f"{self.min_batch_size} (the paper's: 32)")
 
     def posterior_head(self, cfg: ModelConfig) -> DUHead:
         p = self.params

@@ -23,15 +23,19 @@ def regularised_steps(length: int, partial: str) -> int:
 
 @register("twr", aliases=("twr-vae", "timestep-wise"))
 class TWRVAE(Method):
-    """TWR-VAE (Li et al. 2020): a posterior at every encoder time step, the sum of their KLs in the loss; z from the last.
+    """TWR-VAE (Li et al. 2020): a posterior at every encoder time step, the mean of their KLs in the loss; z from the last.
 
     As the authors' code (ruizheliUOA/TWR-VAE lang_model/encoder.py, main.py; z_type 'normal'): the same linear map
     turns the encoder's hidden state after every token into (μ_t, log σ²_t); the decoder reads a sample of the last
-    step's posterior, which is also the q(z|x) every metric scores; the loss is rec + Σ_t KL(q_t || p) (their
-    `Encoder.loss` sums over steps, batch and dimensions and divides by the batch size), over all steps or, with
-    `partial` (their -par --partial_type), over the last round(L·fraction) steps only. Here the KL sum takes the
-    harness's annealed weight; the authors' recipe (Adam 1e-4, weight 1, no annealing) is the `twr` preset. Their
-    batches are padded and the padded steps' KLs are summed too; here batches are single-length, so no padding."""
+    step's posterior, which is also the q(z|x) every metric scores; the loss is rec + (1/T) Σ_t KL(q_t || p), the
+    KLs' mean over the T regularised steps: their `Encoder.loss` sums over steps, batch and dimensions and divides by
+    `mu.shape[0]`, and their mu is time-major [T, B, nz], so it divides by the number of steps, not by the batch
+    (step-level parity, reports/parity/step_parity_remedies.py, found it: the sum made the penalty T times theirs).
+    With `partial` (their -par --partial_type) only the last round(T·fraction) steps are regularised, and the mean is
+    over them. The penalty takes the harness's annealed weight; the authors' recipe (Adam 1e-4, weight 1, no
+    annealing) is the `twr` preset. Their loss sums over the batch where ours averages (the same gradient up to the
+    factor B; with Adam, the same update up to its eps and weight decay). Their batches are padded and the padded
+    steps' KLs count too; here batches are single-length, so no padding."""
 
     relative_cost = 1.0        # step time 0.96x vanilla's (benchmarks/test_method_ratios.py --quick, 2-core CPU)
 
@@ -54,9 +58,9 @@ class TWRVAE(Method):
         return model.head(model.encoder.states(tokens))
 
     def step_kl(self, steps: Gaussian) -> torch.Tensor:
-        """[B] the sum of the regularised steps' KLs."""
+        """[B] the mean of the regularised steps' KLs (the authors' Encoder.loss)."""
         kl = steps.kl()                                   # [B, L]
-        return kl[:, kl.shape[1] - regularised_steps(kl.shape[1], self.params.partial):].sum(-1)
+        return kl[:, kl.shape[1] - regularised_steps(kl.shape[1], self.params.partial):].mean(-1)
 
     def loss(self, model, batch, kl_weight: float) -> Loss:
         steps = self.step_posteriors(model, batch.tokens)
@@ -68,7 +72,7 @@ class TWRVAE(Method):
     def invariant(self, run) -> None:
         """On the longest training batch: the posterior at step t is the one the encoder gives the prefix x_{<=t}
         (every step's KL is of a real posterior), the last step's is the q(z|x) that is scored, and the loss's penalty
-        is the sum of the regularised steps' KLs, each >= 0."""
+        is the mean of the regularised steps' KLs, each >= 0."""
         model = run.model
         batch = max(run.train_batches, key=lambda b: (b.tokens.shape[1], b.size))
         with torch.no_grad():
@@ -81,4 +85,4 @@ class TWRVAE(Method):
             kl = steps.kl()
             assert bool((kl >= -1e-5).all()), "a per-step KL is negative"
             k = regularised_steps(length, self.params.partial)
-            assert torch.allclose(self.step_kl(steps), kl[:, length - k:].sum(-1)), "penalty is not the steps' KL sum"
+            assert torch.allclose(self.step_kl(steps), kl[:, length - k:].sum(-1) / k), "penalty is not the steps' KL mean"

@@ -36,7 +36,7 @@ BAD_PARAMS = {
     "eae": {"proposal_std": 0.0}, "fb": {"target": -1.0}, "savae": {"svi_momentum": 1.0},
     "vmf": {"kappa": -1.0}, "word-dropout": {"rate": 1.5},
     "controlvae": {"ki": 0.0}, "coupled": {"couple_weight": -0.1}, "duvae": {"p_drop": 1.0}, "mmd": {"alpha": 1.5},
-    "twr": {"partial": "last10"},
+    "twr": {"partial": "last10"}, "powerspherical": {"kappa": 0.0},
 }
 
 

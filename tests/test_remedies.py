@@ -15,7 +15,7 @@ from collapse_bench.methods.duvae import FLOOR_UNIT, DUHead
 from collapse_bench.methods.mmd import kernel_matrix, mmd
 from collapse_bench.methods.twr import regularised_steps
 
-REMEDIES = ["controlvae", "coupled", "duvae", "mmd", "twr"]
+REMEDIES = ["controlvae", "coupled", "duvae", "mmd", "twr", "powerspherical"]
 OVERRIDES = {"train": {"epochs": 2}, "eval": {"probe_repeats": 1, "iw_samples": 10},
              "limits": {"max_train": 300, "max_valid": 60, "max_test": 60}}
 
@@ -113,6 +113,68 @@ def test_duvae_head_rescales_bn_and_applies_floor_and_dropout():
     assert float(dropped.detach().min()) >= FLOOR_UNIT * (1 - 1e-6)
 
 
+# --- Power Spherical (issue 20's alternative to Scale-VAE) -------------------------------------------------------
+def _ps_marginal(kappa: float, d: int):
+    """Density of w = mu.z under PS(mu, kappa) on S^{d-1}: area(S^{d-2}) (1 + w)^kappa (1 - w²)^((d-3)/2) / N."""
+    from collapse_bench.methods.powerspherical import power_spherical_constants
+    c = power_spherical_constants(kappa, d)
+    log_area_sub = math.log(2) + ((d - 1) / 2) * math.log(math.pi) - math.lgamma((d - 1) / 2)
+    return lambda w: math.exp(log_area_sub + kappa * math.log1p(w) + (d - 3) / 2 * math.log(1 - w * w)
+                              - c["log_norm"])
+
+
+@pytest.mark.parametrize("d", [2, 3, 5, 32])
+def test_power_spherical_density_normalises_and_its_kl_is_the_quadrature(d):
+    from scipy import integrate
+    from collapse_bench.methods.powerspherical import power_spherical_constants
+    kappa = 13.0
+    c, f = power_spherical_constants(kappa, d), _ps_marginal(kappa, d)
+    assert integrate.quad(f, -1, 1, limit=200)[0] == pytest.approx(1.0, rel=1e-6)
+    log_q = lambda w: kappa * math.log1p(w) - c["log_norm"]                       # noqa: E731
+    kl = integrate.quad(lambda w: f(w) * (log_q(w) + c["log_area"]), -1, 1, limit=200)[0]
+    assert c["kl"] == pytest.approx(kl, rel=1e-6)
+    mean = integrate.quad(lambda w: f(w) * w, -1, 1, limit=200)[0]
+    assert c["mean_cos"] == pytest.approx(mean, rel=1e-6)
+    if d == 3:      # closed form on S^2: N = 2^(kappa+2) pi / (kappa + 1)
+        assert c["log_norm"] == pytest.approx((kappa + 2) * math.log(2) + math.log(math.pi) - math.log(kappa + 1))
+
+
+def test_power_spherical_sampler_matches_the_density_and_passes_gradients_to_mu():
+    from scipy import stats
+    from collapse_bench.methods.powerspherical import PowerSpherical, power_spherical_constants
+    kappa, d, n = 13.0, 16, 4000
+    c = power_spherical_constants(kappa, d)
+    torch.manual_seed(0)
+    mu = torch.nn.functional.normalize(torch.randn(2, d), dim=-1)
+    z = PowerSpherical(mu, kappa).rsample(n // 2)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(2, n // 2))
+    w = (z * mu.unsqueeze(1)).sum(-1).flatten().double().numpy()
+    assert stats.kstest((1 + w) / 2, stats.beta(c["alpha"], c["beta"]).cdf).pvalue > 1e-3
+    # the part orthogonal to mu is isotropic: its mean is 0 in every direction
+    perp = z - (z * mu.unsqueeze(1)).sum(-1, keepdim=True) * mu.unsqueeze(1)
+    assert float(perp.mean(1).abs().max()) < 4 * float(perp.std()) / math.sqrt(n // 2)
+    mu_leaf = mu.clone().requires_grad_(True)
+    PowerSpherical(mu_leaf, kappa).rsample(3).sum().backward()
+    assert mu_leaf.grad is not None and mu_leaf.grad.abs().sum() > 0
+    # log_prob is the density: its cross form agrees, and the mode beats the antipode
+    post = PowerSpherical(mu, kappa)
+    torch.testing.assert_close(post.cross_log_prob(z[0]), post.log_prob(z[0].unsqueeze(1)))      # [M, B] both
+    assert float(post.log_prob(mu)[0]) > float(post.log_prob(-mu)[0])
+
+
+def test_power_spherical_scores_with_its_density_and_a_constant_kl(runs):
+    run = runs("powerspherical")
+    from collapse_bench.methods.powerspherical import power_spherical_constants
+    c = power_spherical_constants(run.method.params.kappa, run.cfg.model.nz)
+    assert run.metrics["kl"] == pytest.approx(c["kl"], rel=1e-5)
+    split = run.corpus.test
+    torch.manual_seed(0)
+    nll = ev.iw_nll(run.method, run.model, split, 50, 4096, 128, "cpu")
+    rec, kl = ev.elbo_terms(run.method, run.model, split, 128, "cpu")
+    assert nll.mean() < (rec + kl).mean()                          # the importance-weighted bound is tighter
+    assert nll.mean() > (rec + kl).mean() - c["kl"] - 5.0          # and cannot gain much more than the KL
+
+
 # --- each remedy's invariant on a smoke run -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runs():
@@ -140,6 +202,22 @@ def test_remedy_invariant_at_smoke(name, runs):
 def test_duvae_floor_switched_on_with_the_kl_weight(runs):
     run = runs("duvae")
     assert bool(run.model.head.floor_on)                            # 2 epochs, warm_up 1: the weight reached 1
+
+
+def test_duvae_trains_only_on_batches_of_16_or_more_and_refuses_smaller_batch_sizes(runs):
+    """The authors' text.py skips every training batch of fewer than 16 sentences; so does ours, and a batch size
+    that would skip them all is refused."""
+    from dataclasses import replace
+    from collapse_bench.config import size_config
+    from collapse_bench.method import ParamError
+    run = runs("duvae")
+    sizes = [b.size for b in run.train_batches]
+    assert min(sizes) >= 16 and sum(sizes) < len(run.corpus.train)      # the smoke corpus has shorter buckets
+    cfg = size_config("smoke", "synthetic")
+    method = registry.get("duvae")(registry.get("duvae").Params())
+    with pytest.raises(ParamError, match="batch_size"):
+        method.check_config(replace(cfg, train=replace(cfg.train, batch_size=8)))
+    method.check_config(cfg)
 
 
 def test_controlvae_starts_at_zero_and_raises_beta_while_kl_is_above_set_point(runs):

@@ -211,11 +211,24 @@ def build_trainer(fx: dict, run: dict):
 def replay(fx: dict, name: str, dtype: torch.dtype = torch.float32) -> list[dict]:
     """Train our model on the recorded batches with the recorded noise; the figures of every step. With
     dtype=torch.float64 the same replay in double precision (the reference for float32's rounding)."""
+    def noise_of(st: dict, dtype: torch.dtype):
+        noise = Noise(f32_decode(st["eps"], (-1,)), bits_decode(st["mask_bits"], st["mask_len"]))
+
+        def randn(*shape, **kw):
+            shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
+            return noise.take_eps(shape).to(kw.get("dtype") or dtype)
+        return [(torch, "randn", randn), (torch.nn.functional, "dropout", noise.dropout)], noise.check_used_up
+    return replay_with(fx, fx["runs"][name], dtype, noise_of)
+
+
+def replay_with(fx: dict, run: dict, dtype: torch.dtype, noise_of, logged: tuple[str, ...] = ()) -> list[dict]:
+    """Our Trainer / Method path (Method.train_step -> loss -> Trainer.optimize) over the recorded batches, from the
+    recorded weights; `noise_of(step, dtype)` gives the step's patches that hand out its recorded noise and a check
+    that all of it was used; `logged`: further entries of the step's logs to keep."""
     from collapse_bench.data import Batch
     from collapse_bench.model import precision
 
     torch.set_num_threads(1)
-    run = fx["runs"][name]
     trainer, init = build_trainer(fx, run)
     model = trainer.model.to(dtype)
     init = {k: v.to(dtype) if v.is_floating_point() else v for k, v in init.items()}
@@ -225,19 +238,18 @@ def replay(fx: dict, name: str, dtype: torch.dtype = torch.float32) -> list[dict
     for st in run["steps"]:
         tokens = torch.tensor(st["tokens"], dtype=torch.long)
         assert tokens.shape[0] >= trainer.method.min_batch_size
-        noise = Noise(f32_decode(st["eps"], (-1,)), bits_decode(st["mask_bits"], st["mask_len"]))
-
-        def randn(*shape, **kw):
-            shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
-            return noise.take_eps(shape).to(kw.get("dtype") or dtype)
+        patches, check_used_up = noise_of(st, dtype)
         rec: dict = {}
         # As Trainer.fit does for each batch (its batch order is replaced by the original's).
-        with patched(torch, "randn", randn), dropout_from(noise), clip_spy(named, rec):
-            with precision(trainer.device, trainer.cfg.train.precision):
-                logs = trainer.method.train_step(trainer.ctx, Batch(tokens, np.arange(len(tokens))))
+        with contextlib.ExitStack() as stack:
+            for obj, attr, value in patches:
+                stack.enter_context(patched(obj, attr, value))
+            stack.enter_context(clip_spy(named, rec))
+            stack.enter_context(precision(trainer.device, trainer.cfg.train.precision))
+            logs = trainer.method.train_step(trainer.ctx, Batch(tokens, np.arange(len(tokens))))
         trainer.step += 1
-        noise.check_used_up()
-        rec.update(kl_weight=logs["kl_weight"], loss=logs["loss"], rec=logs["rec"], kl=logs["kl"])
+        check_used_up()
+        rec.update({k: logs[k] for k in ("kl_weight", "loss", "rec", "kl", *logged)})
         rec["grad_post"] = group_norms({k: p.grad for k, p in named.items()})
         rec["param_norm"], rec["param_delta"] = state_norms(model.state_dict(), init)
         out.append(rec)

@@ -49,7 +49,18 @@ METHODS = {
     # iteration costs tens of plain steps, so the issue's smaller budget applies (AGG_TRAIN_SENTENCES).
     "agg": dict(original=["--aggressive", "1"], code="he", ours=("agg", {"inner_steps": 99}), init="uniform",
                 budget=dict(train_sentences=AGG_TRAIN_SENTENCES)),
+    # DU-VAE: the authors' text.py (SmilesDZgk/DU-VAE, built on He et al.'s code: seed by --taskid, only the best
+    # checkpoint kept) with the README's γ, p_drop and δ rate; its GaussianLSTMEncoder keeps PyTorch's initialisation
+    # (its reset_parameters only sets the BN weight). Everything else is the parity budget (KL 0.1 -> 1 over 2 of 4
+    # epochs, not the README's 0 -> 1 over 10 epochs).
+    "duvae": dict(original=["--gamma", "0.5", "--p_drop", "0.2", "--delta_rate", "1"], code="du",
+                  ours=("duvae", {"gamma": 0.5, "p_drop": 0.2, "delta_rate": 1.0}), init="pytorch"),
 }
+
+# The code families run_original.py drives through He et al.'s text.py interface (seed = --taskid, evaluation
+# functions in text.py, only the best checkpoint kept): their repository and the encoder class to rebuild
+HE_STYLE = {"he": ("jxhe/vae-lagging-encoder text.py", "LSTMEncoder"),
+            "du": ("SmilesDZgk/DU-VAE text.py", "GaussianLSTMEncoder")}
 
 
 def register_original_config(dataset: str, *, emb: int, hidden: int, nz: int, batch_size: int, epochs: int,

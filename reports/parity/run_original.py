@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (BUDGET, LABEL_SIZES, METHODS, SUBSETS, TRAIN_FILE_SENTENCES, probe_raw_mu, probe_standardised,
+from common import (BUDGET, HE_STYLE, LABEL_SIZES, METHODS, SUBSETS, TRAIN_FILE_SENTENCES, probe_raw_mu, probe_standardised,
                     provenance_of_run, register_original_config, subset_data, subset_results, subset_work,
                     write_result)
 
@@ -94,7 +94,8 @@ def main() -> None:
                     "--save_ckpt", str(BUDGET["epochs"]), "--iw_nsamples", str(BUDGET["iw_samples"])]
     final_ckpt = f"model_ckpt_{BUDGET['epochs'] - 1}.pt"
     ae = None
-    if spec.get("code") == "he":     # He et al.'s text.py: seed by --taskid, no checkpoints per epoch
+    he_style = HE_STYLE.get(spec.get("code"))
+    if he_style:     # He et al.'s text.py (or DU-VAE's fork of it): seed by --taskid, no checkpoints per epoch
         vae_run = run_script("text", ["--dataset", "parity", "--taskid", str(a.seed), "--kl_start",
                                       str(BUDGET["kl_start"]), "--warm_up", str(BUDGET["warm_up"]), "--iw_nsamples",
                                       str(BUDGET["iw_samples"]), *spec["original"]], vocab,
@@ -115,9 +116,9 @@ def main() -> None:
 
     # ---- evaluate the final epoch's model with the original's own functions
     import modules
-    if spec.get("code") == "he":     # He et al. keep the evaluation functions in text.py
+    if he_style:     # He et al. keep the evaluation functions in text.py (DU-VAE's imports calc_mi there)
         calc_au, calc_iwnll, calc_mi = script.calc_au, script.calc_iwnll, script.calc_mi
-        enc_cls = modules.LSTMEncoder
+        enc_cls = getattr(modules, he_style[1])
     else:
         from utils import calc_au, calc_iwnll, calc_mi
         enc_cls = {3: modules.DeltaGaussianLSTMEncoder, 4: modules.VMFLSTMEncoder}.get(args.fb, modules.GaussianLSTMEncoder)
@@ -158,7 +159,7 @@ def main() -> None:
     eval_wall = time.perf_counter() - t1
     record = {"implementation": "original", "train_order": "shuffled" if a.shuffled_train else "pool",
               "subset": a.subset, "produced_by": produced_by,
-              "code": "jxhe/vae-lagging-encoder text.py" if spec.get("code") == "he" else
+              "code": he_style[0] if he_style else
                       "valdersoul/bn-vae " + ("text_beta.py --beta 0, then " if ae else "") + "text_anneal_fb.py",
               "script_seed": getattr(args, "seed", a.seed),
               "method": a.method, "seed": a.seed, "flags": vae_run["argv"], "ae_flags": ae and ae["argv"],
@@ -169,6 +170,7 @@ def main() -> None:
               "valid_curve": vae_run["valid_curve"],
               "timing": {"train_wall_seconds": vae_run["train_wall"] + (ae["train_wall"] if ae else 0.0),
                          "epoch_seconds": vae_run["epoch_seconds"], "ae_epoch_seconds": ae and ae["epoch_seconds"],
+                         "logging_seconds": vae_run["logging_seconds"],
                          "eval_seconds": eval_wall, "threads": a.threads},
               "log_tail": log.splitlines()[-12:]}
     if not a.quick:
@@ -205,15 +207,47 @@ def run_script(module: str, argv: list[str], vocab, keep_last: Path | None = Non
                                 "valid_kl": float(result[2])})
         return result
     script.test = timed_test
+    plain = {k: getattr(script, k) for k in ("calc_mi", "calc_au") if hasattr(script, k)}
+    logging_seconds = time_progress_logging(script, epoch_ends)
     sys.argv = [f"{module}.py", *argv]
     args = script.init_config()
     t0 = time.perf_counter()
     script.main(args)
     script.test, script.calc_iwnll = test, calc_iwnll
+    for k, fn in plain.items():
+        setattr(script, k, fn)
     starts = [t0] + epoch_ends[:-1]
     return {"script": script, "args": args, "argv": argv, "train_wall": time.perf_counter() - t0,
             "valid_curve": valid_curve,
-            "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)]}
+            "epoch_seconds": [e - s for s, e in zip(starts, epoch_ends)],
+            "logging_seconds": [logging_seconds.get(i, 0.0) for i in range(len(epoch_ends))]}
+
+
+def time_progress_logging(script, epoch_ends: list[float]) -> dict[int, float]:
+    """Seconds per epoch that He et al.'s text.py (and DU-VAE's fork) spend in their progress log: in epoch 0, every
+    log_niter iterations, calc_mi then calc_au over the whole validation set, called from main() (the validation's
+    own calc_mi runs inside test(), its calc_au right after test(VAL) with no calc_mi from main() before it). Part of
+    the script's epoch time; recorded so that the epoch time can be read without it. Scripts without a module-level
+    calc_mi / calc_au (the BN-VAE code) are left alone."""
+    seconds: dict[int, float] = {}
+    if not (hasattr(script, "calc_mi") and hasattr(script, "calc_au")):
+        return seconds
+    pending = {"au": False}
+
+    def timed(fn, kind):
+        def wrapper(*args, **kw):
+            caller = sys._getframe(1).f_code.co_name
+            logging = caller == "main" and (kind == "mi" or pending["au"])
+            t = time.perf_counter()
+            out = fn(*args, **kw)
+            if logging:
+                epoch = len(epoch_ends)
+                seconds[epoch] = seconds.get(epoch, 0.0) + time.perf_counter() - t
+                pending["au"] = kind == "mi"
+            return out
+        return wrapper
+    script.calc_mi, script.calc_au = timed(script.calc_mi, "mi"), timed(script.calc_au, "au")
+    return seconds
 
 
 if __name__ == "__main__":

@@ -20,19 +20,27 @@ from run_ours import build_method, parity_config, score
 from step_parity import mapping_for
 
 
+# Our state entries with no counterpart in the original's checkpoint, set to what the original's run ended with:
+# DU-VAE's variance floor is on once the KL weight has reached 1 (the original's args.kl_weight == 1 at the end).
+OWN_STATE = {"duvae": {"head.floor_on": True}}
+
+
 def original_in_ours(name: str, method, cfg, vocab_size: int, ckpt: Path):
     """Our model for parity row `name`, holding the weights of the original's checkpoint `ckpt`."""
     original = torch.load(ckpt)
     model = method.build_model(cfg.model, vocab_size)
     state = model.state_dict()
     mapping = mapping_for(name)
+    own = OWN_STATE.get(name, {})
     with torch.no_grad():
         for ours_name, original_name in mapping.items():
             src = original[original_name]
             if ours_name == "head.linear.weight" and state[ours_name].shape[0] == cfg.model.nz:
                 src = src[: cfg.model.nz]        # a direction head (vMF) reads the mean rows of the original's [2nz, H]
             state[ours_name].copy_(src)
-    unmapped = sorted(set(state) - set(mapping))
+        for ours_name, value in own.items():
+            state[ours_name].fill_(value)
+    unmapped = sorted(set(state) - set(mapping) - set(own))
     if unmapped:
         raise SystemExit(f"our model has weights the mapping does not fill: {unmapped}")
     model.load_state_dict(state)

@@ -96,7 +96,8 @@ ORIGINAL_CONSTANTS = ("decoder.loss.weight",)
 
 
 def mapping_for(method: str) -> dict[str, str]:
-    return {**MAPPING, **(BN_MAPPING if method == "bnvae" else {})}
+    """Our names -> the original's for a method's model: BN-VAE's and DU-VAE's encoders add the BN on mu."""
+    return {**MAPPING, **(BN_MAPPING if method in ("bnvae", "duvae") else {})}
 
 
 def import_original(code: Path):

@@ -5,6 +5,9 @@
     python reports/parity/table.py subset-first        # the second row's runs (results/subset-first/, issue 24)
     python reports/parity/table.py subset-first-bands  # vanilla's seed bands on that subset, each side
     python reports/parity/table.py long-parity         # long_parity.py's lockstep epochs (results/subset-first/)
+    python reports/parity/table.py duvae-bands         # DU-VAE: ours against the band of the original's seeds
+    python reports/parity/table.py duvae-probe-ss      # DU-VAE: their text_ss.py probe on one model each side
+    python reports/parity/table.py step-parity-remedies   # TWR-VAE / Coupled-VAE step-level replays (tests' fixture)
     python reports/parity/table.py --update reports/parity.md   # rewrites each table under its marker comment
 """
 from __future__ import annotations
@@ -14,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import METHODS, RESULTS, subset_results
+from common import HERE, LABEL_SIZES, METHODS, RESULTS, subset_results
 
 COLUMNS = [("iw_nll", "IW-NLL", 2), ("kl", "KL", 2), ("mi", "MI", 2), ("au", "AU", 0), ("elbo_nll", "−ELBO", 2)]
 PROBES = ("100", "1000", "10000")
@@ -142,6 +145,95 @@ def subset_bands(subset: str = "first", method: str = "vanilla") -> list[str]:
     return lines
 
 
+BAND_METRICS = {"IW-NLL": (lambda r: r["metrics"]["iw_nll"], 2), "KL": (lambda r: r["metrics"]["kl"], 2),
+                "MI": (lambda r: r["metrics"]["mi"], 2), "AU": (lambda r: r["metrics"]["au"], 0),
+                "−ELBO": (lambda r: r["metrics"]["elbo_nll"], 2), "valid −ELBO (final epoch)": (valid_elbo, 2),
+                **{f"probe@{p} raw μ": (lambda r, p=p: 100 * r["metrics"]["probe_raw_mu"][p], 1) for p in PROBES}}
+
+
+def method_bands(method: str = "duvae", folder: Path = RESULTS) -> list[str]:
+    """Per quantity: the original's runs and band (min – max over its seeds), ours' runs, how many of ours fall
+    inside, and by how much the farthest one is outside (+ above, − below); then each side's epoch time."""
+    runs = load(folder)
+    orig = sorted(runs.get((method, "original"), []), key=lambda r: r["seed"])
+    ours = sorted(runs.get((method, "ours"), []), key=lambda r: r["seed"])
+    seeds = lambda rs: ",".join(str(r["seed"]) for r in rs)  # noqa: E731
+    lines = [f"| quantity | original (seeds {seeds(orig)}) | original's band | ours (seeds {seeds(ours)}) | "
+             "ours inside the band | farthest outside |", "|---|---|---|---|---|---|"]
+    for name, (get, d) in BAND_METRICS.items():
+        o, u = [get(r) for r in orig], [get(r) for r in ours]
+        o, u = [v for v in o if v == v], [v for v in u if v == v]
+        if not o or not u:
+            continue
+        lo, hi = min(o), max(o)
+        out = max(((v - hi) if v > hi else (v - lo) for v in u if not lo <= v <= hi), key=abs, default=0.0)
+        lines.append(f"| {name} | {fmt(o, d)} | {lo:.{d}f} – {hi:.{d}f} | {fmt(u, d)} | "
+                     f"{sum(lo <= v <= hi for v in u)} of {len(u)} | {'–' if not out else f'{out:+.{d}f}'} |")
+    for side, rs in (("original", orig), ("ours", ours)):
+        epochs = [vae_epochs(r["timing"]) for r in rs]
+        logging = [r["timing"].get("logging_seconds") or [0.0] * len(e) for r, e in zip(rs, epochs)]
+        lines.append(f"| s/epoch, {side} (mean over epochs; per seed) | "
+                     + " / ".join(f"{statistics.mean(e):.0f}" for e in epochs) + " | – | – | – | "
+                     + ("without the progress log: " + " / ".join(
+                         f"{statistics.mean(a - b for a, b in zip(e, g)):.0f}" for e, g in zip(epochs, logging))
+                        if any(any(g) for g in logging) else "–") + " |")
+    return lines
+
+
+def probe_text_ss() -> list[str]:
+    """DU-VAE's own probe (their text_ss.py, probe_original_ss.py) on one model of each side, beside the raw-μ probe
+    both sides' runs were scored with (test accuracy, %)."""
+    sizes = [str(n) for n in LABEL_SIZES]
+    lines = ["| model | probe | " + " | ".join(f"{n} labels" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for f in sorted((RESULTS / "probe_ss").glob("*.json")):
+        r = json.loads(f.read_text())
+        main = RESULTS / f"{r['implementation']}__{r['method']}__seed{r['seed']}.json"
+        raw = json.loads(main.read_text())["metrics"]["probe_raw_mu"] if main.exists() else {}
+        name = f"{r['implementation']}, seed {r['seed']}"
+        ss = r["probe_text_ss"]
+        lines.append(f"| {name} | their text_ss.py | " + " | ".join(
+            f"{100 * ss[n]['test_acc']:.1f}" if n in ss else "–" for n in sizes) + " |")
+        lines.append(f"| {name} | raw-μ LogisticRegression (the parity table's) | " + " | ".join(
+            f"{100 * raw[n]:.1f}" if n in raw else "–" for n in sizes) + " |")
+    return lines
+
+
+def step_parity_remedies() -> list[str]:
+    """The step-level replays of tests/test_step_parity_remedies.py against the authors' recorded figures: per
+    run, the steps, the largest relative difference of any figure, and which."""
+    sys.path.insert(0, str(HERE.parents[1] / "tests"))
+    import test_step_parity_remedies as R
+    fx = json.loads(R.FIXTURE.read_text())
+    lines = ["| method | run | figures compared per step | steps | batch lengths | regularised steps (their KL's "
+             "divisor) | largest rel. difference (which) |", "|---|---|---|---|---|---|---|"]
+    for name, run in fx["twr"]["runs"].items():
+        diffs = R.twr_differences(run, R.replay_twr(fx["twr"], name))
+        worst = max((v, k) for d in diffs for k, v in d.items())
+        first = run["steps"][0]
+        lines.append(f"| TWR-VAE | {name} | loss, rec, KL penalty, {len(first['grad'])} gradient norms, "
+                     f"{len(first['param_norm'])} parameter norms and distances; final parameters | {len(diffs)} | "
+                     + " ".join(str(len(s["tokens"][0])) for s in run["steps"]) + " | "
+                     + " ".join(str(s["kl_steps"]) for s in run["steps"]) + f" | {worst[0]:.1e} ({worst[1]}) |")
+    du = fx["duvae"]
+    steps = du["runs"]["duvae"]["steps"]
+    diffs, tols = R.du_differences(du), R.du_tolerances(du)
+    worst = max((v, k, i) for i, d in enumerate(diffs) for k, v in d.items())
+    on = 1 + [s["floor_on"] for s in steps].index(True)
+    lines.append(f"| DU-VAE | duvae (γ {du['config']['gamma']}, p_drop {du['config']['p_drop']}, two epochs; "
+                 f"floor and variance dropout from step {on}; a batch of 4 skipped) | loss, rec, KL, KL weight, "
+                 f"{len(steps[0]['grad_pre'])} gradient norms before and after the joint clip, parameter norms and "
+                 f"distances; final parameters | {len(steps)} | "
+                 + " ".join(str(len(s["tokens"][0])) for s in steps) + " | – | "
+                 f"{worst[0]:.1e} ({worst[1]}, step {worst[2] + 1}; float32's own rounding allowance there "
+                 f"{tols[worst[2]]:.1e}) |")
+    d = R.coupled_differences(fx["coupled"])
+    worst = max(d, key=d.get)
+    c = fx["coupled"]["config"]
+    lines.append(f"| Coupled-VAE | coupling term (B = {c['batch']}, signal width {c['width']}, nz {c['nz']}) | "
+                 f"per-sentence term, batch mean, gradient on both signals | – | – | – | {d[worst]:.1e} ({worst}) |")
+    return lines
+
+
 DISTANCE_AT = (20, 60, 100, 140, 200, 300)
 
 
@@ -170,7 +262,10 @@ def long_parity(subset: str = "first") -> list[str]:
 TABLES = {"python reports/parity/table.py": main_table, "python reports/parity/table.py delta-estimator": delta_estimator,
           "python reports/parity/table.py subset-first": lambda: main_table(subset_results("first"), with_valid=True),
           "python reports/parity/table.py subset-first-bands": subset_bands,
-          "python reports/parity/table.py long-parity": long_parity}
+          "python reports/parity/table.py long-parity": long_parity,
+          "python reports/parity/table.py duvae-bands": method_bands,
+          "python reports/parity/table.py duvae-probe-ss": probe_text_ss,
+          "python reports/parity/table.py step-parity-remedies": step_parity_remedies}
 
 
 def update(page: Path) -> None:
