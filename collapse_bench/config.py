@@ -222,8 +222,8 @@ STUDY_SEEDS = (0, 1, 2)
 # The methods of the study's tiers. Pinned so that registering a method does not add cells to a published tier:
 # a new remedy joins when the study is rerun with it, by adding it here.
 STUDY_METHODS = ("ae", "agg", "anneal", "beta", "bnvae", "bnvae-su", "bow", "controlvae", "coupled", "cyclic",
-                 "delta", "duvae", "eae", "fb", "lm", "mmd", "savae", "skip", "twr", "vanilla", "vmf",
-                 "word-dropout")
+                 "delta", "duvae", "eae", "fb", "lm", "mmd", "powerspherical", "savae", "skip", "twr", "vanilla",
+                 "vmf", "word-dropout")
 # The deep tier: the quick tier's cell with 11x the training sentences (so >= 10x its optimiser steps: ~3,400 on
 # short-Yelp against ~330), everything else the same, so that a finding that moves between the tiers moved with
 # the budget alone.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "weighting and annealing": ("vanilla", "beta", "anneal", "cyclic", "controlvae"),
-    "encoder-side constraints": ("bnvae", "bnvae-su", "delta", "vmf", "fb", "duvae", "mmd", "twr", "eae"),
+    "encoder-side constraints": ("bnvae", "bnvae-su", "delta", "vmf", "powerspherical", "fb", "duvae", "mmd", "twr",
+                                 "eae"),
     "decoder weakening": ("word-dropout", "bow", "skip", "coupled"),
     "optimisation schedules": ("agg", "savae"),
     "deterministic baselines": ("ae", "lm"),
