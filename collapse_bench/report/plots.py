@@ -38,8 +38,12 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")    # one per family: a panel 
 
 
 def palette(methods: dict[str, str]) -> dict[str, tuple[float, float, float]]:
-    """A colour per label ({label: method}), distinct within its family (each family's panel of curves): the
-    labels of a family take tab10's colours in turn (husl past 10); families are told apart by `markers`."""
+    """A colour per label ({label: method}): up to 20 labels, every label its own (tab10, tab20), so no panel
+    repeats a colour; past 20, distinct within its family (each family's panel of curves): the labels of a family
+    take tab10's colours in turn (husl past 10), and families are told apart by `markers`."""
+    if len(methods) <= 20:
+        colours = sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))
+        return {plain(label): c for label, c in zip(sorted(methods), colours, strict=True)}
     by: dict[str, list[str]] = {}
     for label in sorted(methods):
         by.setdefault(family_of(methods[label]), []).append(label)
