@@ -172,9 +172,11 @@ def probe(runs: pd.DataFrame, pal: dict, scale: float) -> Figure | None:
         return None
     long["acc"] *= scale
     long["label"] = long["label"].map(plain)
+    mk = markers(dict(zip(ok["label"], ok["method"])))          # past 20 methods colours repeat across families
     fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.subplots()
-    sns.lineplot(long, x="labels", y="acc", hue="label", palette=pal, errorbar=t_band, marker="o", ax=ax)
+    sns.lineplot(long, x="labels", y="acc", hue="label", style="label", markers=mk, dashes=False, palette=pal,
+                 errorbar=t_band, ax=ax)
     if long["labels"].min() > 0 and long["labels"].nunique() > 1:
         ax.set_xscale("log")
     ax.set(xlabel="number of labelled examples", ylabel="accuracy %" if scale == 100 else "accuracy",
