@@ -672,8 +672,8 @@ def test_study_page_with_every_method_legends_clear_and_no_label_cut(tmp_path: P
         figures = driver.execute_script(FIGURE_GEOMETRY_JS)
         from collapse_bench.report.families import family_of
         families = len({family_of(r["method"]) for r in study_records()})
-        # short-yelp: curves (one figure a family), Pareto, probe, time, heatmaps; ptb: no probe
-        assert len(figures) == 2 * families + 4 + 3
+        # short-yelp: curves and probe (one figure a family each: 17 methods), Pareto, time, heatmaps; ptb: no probe
+        assert len(figures) == 3 * families + 3 + 3
         for fig in figures:
             assert fig["axes"] >= 1, fig["title"]
             assert fig["overlaps"] == [], f"legend covers data in {fig['title']!r}: {fig['overlaps']}"
@@ -1034,7 +1034,7 @@ def test_page_of_25_methods_and_3_decoders_in_headless_chromium(tmp_path: Path) 
         for slug, want in labels.items():
             rows = shown[slug]["rows"]
             assert {f for f, _ in rows} == {slug} and sorted(lab for _, lab in rows) == sorted([*want] * len(DECODERS))
-            assert shown[slug]["figures"] == [slug] * len(DECODERS)
+            assert shown[slug]["figures"] == [slug] * 2 * len(DECODERS)      # its curves and its probe panel
             assert set(shown[slug]["evidence"]) == {slug}
         assert shown["all"] == 0                      # every box checked again: nothing hidden
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -258,6 +258,19 @@ def _family_curves(board: Board, mine: pd.DataFrame, pal: dict) -> list[tuple[st
             for fam, labels in sorted(fams.items(), key=lambda kv: family_key(kv[0]))]
 
 
+def _family_probes(board: Board, pal: dict, scale: float) -> list[tuple[str, str, Callable[[], Figure | None]]]:
+    """Probe accuracy as one small figure per family past 10 methods (few lines a panel), else one figure."""
+    if len(board.rows) <= 10:
+        return [("Probe accuracy against number of labels", "", lambda: probe(board.runs, pal, scale))]
+    fams: dict[str, list[str]] = {}
+    for r in board.rows:
+        fams.setdefault(family_of(r.method), []).append(r.label)
+    runs = board.runs
+    return [(f"Probe accuracy against number of labels: {fam}", family_slug(fam),
+             lambda labels=labels: probe(runs[runs["label"].isin(labels)], pal, scale))
+            for fam, labels in sorted(fams.items(), key=lambda kv: family_key(kv[0]))]
+
+
 def of_board(df: pd.DataFrame, board: Board) -> pd.DataFrame:
     """The rows of a curve frame (load.curves_frame, kl_dims_frame) that belong to ``board``."""
     return df[(df["dataset"] == board.dataset) & (df["size"] == board.size) & (df["decoder"] == board.decoder)]
@@ -275,7 +288,7 @@ def board_plots(board: Board, curve_frame: pd.DataFrame, pal: dict,
     scale = next((m.scale for m in board.metrics if m.key.startswith("probe@")), 1.0)
     makers: list[tuple[str, str, Callable[[], Figure | None]]] = [*_family_curves(board, mine, pal),
         ("NLL against MI, Pareto front", "", lambda: pareto(board, pal)),
-        ("Probe accuracy against number of labels", "", lambda: probe(board.runs, pal, scale)),
+        *_family_probes(board, pal, scale),
         ("Training time ratio to vanilla", "", lambda: time_ratio(board.runs, pal)),
     ]
     if dims_frame is not None:
