@@ -7,6 +7,7 @@
     python reports/parity/table.py long-parity         # long_parity.py's lockstep epochs (results/subset-first/)
     python reports/parity/table.py duvae-bands         # DU-VAE: ours against the band of the original's seeds
     python reports/parity/table.py duvae-probe-ss      # DU-VAE: their text_ss.py probe on one model each side
+    python reports/parity/table.py duvae-bn-stats      # DU-VAE: test KL with final vs re-estimated BN statistics
     python reports/parity/table.py step-parity-remedies   # TWR-VAE / Coupled-VAE step-level replays (tests' fixture)
     python reports/parity/table.py --update reports/parity.md   # rewrites each table under its marker comment
 """
@@ -198,6 +199,26 @@ def probe_text_ss() -> list[str]:
     return lines
 
 
+def duvae_bn_stats() -> list[str]:
+    """duvae_bn_stats.py: each final DU-VAE model's test KL (lines 0-999) with the BN running statistics it ended
+    with and with statistics re-estimated over the whole training file; the mean term 0.5·|μ|² beside it."""
+    path = RESULTS / "duvae_bn_stats.json"
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    lines = ["| implementation | seed | KL, final running statistics (mean term) | KL, re-estimated statistics (mean "
+             "term) | the rest of the KL (both) |", "|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r["implementation"] != "original", r["seed"])):
+        a, b = r["final_running_stats"], r["reestimated_running_stats"]
+        lines.append(f"| {r['implementation']} | {r['seed']} | {a['kl']:.2f} ({a['mean_term']:.2f}) | "
+                     f"{b['kl']:.2f} ({b['mean_term']:.2f}) | {a['rest']:.2f} |")
+    for side in ("original", "ours"):
+        rs = [r for r in runs if r["implementation"] == side]
+        if rs:
+            m = lambda key: statistics.mean(r[key]["kl"] for r in rs)  # noqa: E731
+            lines.append(f"| {side}: mean | {len(rs)} seeds | {m('final_running_stats'):.2f} | "
+                         f"{m('reestimated_running_stats'):.2f} | – |")
+    return lines
+
+
 def step_parity_remedies() -> list[str]:
     """The step-level replays of tests/test_step_parity_remedies.py against the authors' recorded figures: per
     run, the steps, the largest relative difference of any figure, and which."""
@@ -265,6 +286,7 @@ TABLES = {"python reports/parity/table.py": main_table, "python reports/parity/t
           "python reports/parity/table.py long-parity": long_parity,
           "python reports/parity/table.py duvae-bands": method_bands,
           "python reports/parity/table.py duvae-probe-ss": probe_text_ss,
+          "python reports/parity/table.py duvae-bn-stats": duvae_bn_stats,
           "python reports/parity/table.py step-parity-remedies": step_parity_remedies}
 
 
