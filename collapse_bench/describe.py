@@ -29,13 +29,14 @@ def tag_legend() -> list[str]:
 
 
 DECODER_SUMMARIES = {
-    "lstm": "He et al.'s LSTM, z joined to every input and c0 = Wz (the default; the protocol's)",
+    "lstm": "He et al.'s LSTM, z joined to every input and c0 = Wz (the default; the protocol's, SGD lr 1 like the "
+            "encoder)",
     "cnn": "Yang et al. 2017's dilated causal CNN, residual blocks, z joined to every input "
-           "(model.cnn_dilations, default 1,2,4,8,16: receptive field 63); at the protocol's SGD lr 1 its ReLUs die "
-           "and it decodes as a unigram model (ARCHITECTURE.md); --presets cnn-vae trains it with Yang et al.'s Adam",
+           "(model.cnn_dilations, default 1,2,4,8,16: receptive field 63); trains with Adam at train.dec_lr (1e-3, "
+           "Yang et al.'s), the encoder with the protocol's SGD (train.dec_optimizer=auto; ARCHITECTURE.md)",
     "transformer": "causal pre-norm Transformer from scratch, z as a prefix the attention reads "
-                   "(model.tf_z=memory, default) or added to every input (add); trains poorly at the protocol's "
-                   "SGD lr 1 (ARCHITECTURE.md)",
+                   "(model.tf_z=memory, default) or added to every input (add); trains with Adam at train.dec_lr, "
+                   "the encoder with the protocol's SGD (train.dec_optimizer=auto)",
 }
 
 

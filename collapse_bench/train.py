@@ -46,11 +46,12 @@ class Stopwatch:
         return time.perf_counter() - self.wall, time.thread_time() - self.cpu
 
 
-def make_optimizer(params: list, tc: TrainConfig, lr: float) -> torch.optim.Optimizer | None:
-    """SGD without momentum (the protocol) or Adam with β1 = `train.adam_beta1`; None without parameters."""
+def make_optimizer(params: list, tc: TrainConfig, lr: float, kind: str | None = None) -> torch.optim.Optimizer | None:
+    """SGD without momentum (the protocol) or Adam with β1 = `train.adam_beta1` (kind: `train.optimizer` unless
+    given); None without parameters."""
     if not params:
         return None
-    if tc.optimizer == "adam":
+    if (kind or tc.optimizer) == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(tc.adam_beta1, 0.999))
     return torch.optim.SGD(params, lr=lr)
 
@@ -120,8 +121,12 @@ class Trainer:
         return self.ctx.rng
 
     def _make_optimizers(self) -> None:
-        self.enc_opt = make_optimizer(self.model.encoder_parameters(), self.cfg.train, self.lr)
-        self.dec_opt = make_optimizer(self.model.decoder_parameters(), self.cfg.train, self.lr)
+        tc = self.cfg.train
+        self.enc_opt = make_optimizer(self.model.encoder_parameters(), tc, self.lr)
+        if self.cfg.decoder_optimizer() == "adam":     # its lr halves with the encoder's (self.lr / tc.lr)
+            self.dec_opt = make_optimizer(self.model.decoder_parameters(), tc, tc.dec_lr * self.lr / tc.lr, "adam")
+        else:
+            self.dec_opt = make_optimizer(self.model.decoder_parameters(), tc, self.lr)
 
         self._params = [p for o in self.optimizers for g in o.param_groups for p in g["params"]]
 

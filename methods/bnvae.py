@@ -41,7 +41,10 @@ class BNVAE(Method):
     Optimiser: the paper's SGD (lr 1) keeps v growing (BN makes the loss scale-invariant in the raw means), but
     Adam turns the tiny O(eps/v) KL gradient on the scale into full-size steps and shrinks v below eps within
     one epoch at `default` size on short-yelp, escaping the floor (KL -> 0). Run BN-VAE with
-    `--set train.optimizer=sgd --set train.lr=1.0` to reproduce the paper.
+    `--set train.optimizer=sgd --set train.lr=1.0` to reproduce the paper (train.optimizer is the encoder's; the
+    CNN and Transformer decoders take Adam of their own, train.dec_optimizer). A decoder that reads nothing from z
+    leaves only the KL term on the encoder, and SGD shrinks v below eps too (the Transformer at `default`:
+    ARCHITECTURE.md, "BN-VAE with a decoder that ignores z").
     Training batches of fewer than 2 sentences are skipped (as in BNV), since batch statistics need two. The KL
     weight follows the harness's annealing schedule. With pretrain='ae' the encoder and head's linear map come
     from the AE, the BN layer keeps weight=gamma, bias=0 (BNV resets it) and the decoder is fresh."""

@@ -224,3 +224,28 @@ def test_contract_with_each_decoder(method, decoder):
     outcomes = check_method(method, "synthetic", overrides={"model": {"decoder": decoder}})
     failed = [o for o in outcomes if o.status == "fail"]
     assert not failed, failed
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_decoder_optimizer_by_decoder_and_its_lr_halves_with_the_encoders(decoder):
+    """train.dec_optimizer='auto': the LSTM decoder trains as the encoder (the protocol's SGD lr 1), the CNN and the
+    Transformer with Adam at train.dec_lr; the encoder keeps the protocol's SGD either way (BN-VAE's floor needs it),
+    and an lr halving halves both."""
+    from collapse_bench.data import load_corpus
+    from collapse_bench.train import Trainer
+    cfg = size_config("smoke", "synthetic").replace(model={"decoder": decoder})
+    t = Trainer(registry.get("vanilla")(), cfg, load_corpus("synthetic", None, cfg.limits), seed=0)
+    adam = decoder != "lstm"
+    assert cfg.decoder_optimizer() == ("adam" if adam else "same")
+    assert isinstance(t.enc_opt, torch.optim.SGD) and t.enc_opt.param_groups[0]["lr"] == cfg.train.lr
+    assert isinstance(t.dec_opt, torch.optim.Adam if adam else torch.optim.SGD)
+    assert t.dec_opt.param_groups[0]["lr"] == (cfg.train.dec_lr if adam else cfg.train.lr)
+    t.lr *= cfg.train.lr_decay
+    t._make_optimizers()
+    assert t.dec_opt.param_groups[0]["lr"] == pytest.approx(cfg.train.lr_decay * (cfg.train.dec_lr if adam
+                                                                                    else cfg.train.lr))
+    same = cfg.replace(train={"dec_optimizer": "same"})
+    assert same.decoder_optimizer() == "same"
+    assert cfg.replace(model={"decoder": "lstm"}, train={"dec_optimizer": "adam"}).decoder_optimizer() == "adam"
+    with pytest.raises(ConfigError, match="train.dec_optimizer must be one of auto, same, adam"):
+        cfg.replace(train={"dec_optimizer": "rmsprop"})

@@ -13,3 +13,9 @@ for dec in lstm cnn transformer; do
     --data-dir "$DATA" --size default --seeds 0 "$@" --out "$OUT" --executor serial --no-report
 done
 "$PY" -m collapse_bench report "$OUT"
+# The extra sections of reports/decoders.md: the same cells of the CNN and the Transformer with
+# --set train.dec_optimizer=same (the protocol's SGD lr 1 for the decoder too; reports/decoders/default-sgd, run
+# before the setting existed, with the same figures), and vanilla and bnvae with --set model.tf_z=add
+# (reports/decoders/default-tf-add); then
+#   python reports/decoders/table.py reports/decoders/default --extra "reports/decoders/default-sgd=..." \
+#     --extra "reports/decoders/default-tf-add=..."

@@ -2,7 +2,8 @@
 and FB under each decoder on short-Yelp at size `default`, one seed, one core, one cell at a time
 (reports/decoders/run.sh), then
 
-    python reports/decoders/table.py reports/decoders/default [--data-dir ../shared/data] [--out reports/decoders.md]
+    python reports/decoders/table.py reports/decoders/default [--data-dir ../shared/data] [--out reports/decoders.md] \
+        [--extra "reports/decoders/default-sgd=every decoder under the protocol's SGD lr 1" ...]
 
 Every figure is read from the records (the report package's loading and pairing: the time ratio is a cell's
 training seconds over vanilla's of the same decoder, dataset, size and seed); the parameter counts are those of the
@@ -117,13 +118,30 @@ def build(run_dir: Path, data_dir: str) -> str:
     ])
 
 
+def extra(run_dir: Path, heading: str) -> str:
+    """Another run's results and validation KL curves under `heading` (the evidence behind a setting)."""
+    table, records = results_table(run_dir)
+    ok = [r for r in records if r.get("status") == "ok"]
+    prov = sorted({r["provenance"].get("git") + (" (dirty)" if r["provenance"].get("git_dirty") else "") for r in ok})
+    return "\n".join(["", f"## {heading}", "", f"From the {len(ok)} records in `{run_dir}` (commits "
+                      f"{', '.join(prov)}); time ×vanilla where that run has the decoder's vanilla.", "",
+                      _markdown(table, {t: f for _, t, f in COLUMNS}), "Validation KL at the end of each epoch:", "",
+                      _markdown(curves_table(ok, "valid_kl"), {}, ".3f")])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--data-dir", default="../shared/data", help="the corpora (for the vocabulary size)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "decoders.md")
+    ap.add_argument("--extra", action="append", default=[], metavar="DIR=HEADING",
+                    help="another run's table, under its heading")
     args = ap.parse_args()
-    args.out.write_text(build(args.run_dir, args.data_dir), encoding="utf-8")
+    parts = [build(args.run_dir, args.data_dir)]
+    for item in args.extra:
+        folder, _, heading = item.partition("=")
+        parts.append(extra(Path(folder), heading))
+    args.out.write_text("\n".join(parts) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 
 
