@@ -174,8 +174,10 @@ def cmd_run(args) -> int:
         from .tune import apply_best_params
         settings = apply_best_params(settings, args.params_from, methods)
     against = args.against is not None
-    if not (args.no_baseline or against) and VANILLA not in {registry.get(m).name for m in methods}:
-        methods = [VANILLA, *methods]       # its finished cells in OUT are reused, like any finished cell
+    # Vanilla joins the methods asked for (its finished cells in OUT are reused, like any finished cell); presets
+    # alone get none: a preset trains its paper's recipe, its board is the paper's row, not the harness's vanilla.
+    if methods and not (args.no_baseline or against) and VANILLA not in {registry.get(m).name for m in methods}:
+        methods = [VANILLA, *methods]
     specs = expand(methods, datasets, sizes, args.seeds, settings, data_dir=args.data_dir, device=args.device)
     if preset_names:
         sections = {k: v for k, v in settings.items() if k in SECTIONS}
@@ -447,8 +449,9 @@ def _run_parser(sub: "argparse._SubParsersAction") -> None:
                    help="reuse finished cells whose code (the method's or the harness's) has changed since they ran, "
                         "marked stale on the page (default: run them again)")
     r.add_argument("--no-baseline", action="store_true",
-                   help="do not add vanilla (by default every dataset/size/seed/--set also runs vanilla, or reuses its "
-                        "finished cell in OUT, and the summary shows each method's difference to it)")
+                   help="do not add vanilla (by default every dataset/size/seed/--set of --methods also runs vanilla, or "
+                        "reuses its finished cell in OUT, and the summary shows each method's difference to it; "
+                        "--presets alone add none: a preset's board is its paper's row)")
     r.add_argument("--against", default=None, type=Path, metavar="DIR",
                    help="rank the methods against DIR's finished cells of the same dataset, size, seeds, settings, "
                         "code and scoring (e.g. reports/study/quick) instead of rerunning vanilla; only the new "
