@@ -121,7 +121,7 @@ def run_cell(spec: CellSpec, on_step: Callable[[int, int], None] | None = None,
         t0 = time.perf_counter()
         scores = score_all(trainer.method, trainer.model, trainer.corpus, cfg.eval, trainer.device, spec.seed)
         timing.update(eval_seconds=time.perf_counter() - t0, threads=cfg.train.threads)
-        result.metrics, result.scoring = scores.metrics, scoring_note("training run")
+        result.metrics, result.scoring = scores.metrics, scoring_note("training run", precision=scores.precision)
         result.evidence = evidence(spec, trainer.model, scores, result.provenance["code"])
         result.text = cell_text(spec, trainer)
         result.status, result.timing = "ok", timing

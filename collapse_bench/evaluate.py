@@ -160,15 +160,39 @@ class Scores:
     nll: np.ndarray
     iw_index: np.ndarray
     test_mean: np.ndarray | None = None
+    precision: dict | None = None       # the precision asked for and used, and the bf16 check (`precision_check`)
 
 
 def score_all(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> Scores:
     """Every test metric of the protocol for a trained model (eval mode, best checkpoint), with its evidence.
-    Seeded from the cell's seed, so scoring a kept model again gives the same figures."""
+    Seeded from the cell's seed, so scoring a kept model again gives the same figures. Asked for bf16, it first
+    checks bf16 against fp32 on a fixed subset (`precision_check`) and scores in fp32 where the drift is not
+    negligible."""
     model.eval()
+    check = precision_check(method, model, corpus, cfg, device, seed) if cfg.precision == "bf16" else None
+    used = "bf16" if check and check["within_bound"] else "fp32"
     torch.manual_seed(SCORE_SEED + seed)
-    with precision(device, cfg.precision):
-        return _score(method, model, corpus, cfg, device, seed)
+    with precision(device, used):
+        scores = _score(method, model, corpus, cfg, device, seed)
+    scores.precision = {"asked": cfg.precision, "used": used, "check": check}
+    return scores
+
+
+def precision_check(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:
+    """Per-sentence IW-NLL of the first `bf16_check_sentences` IW-NLL sentences in fp32 and in bf16, the same
+    random draws for both: their mean and largest |difference| (nats), and whether the mean is within
+    `bf16_bound`."""
+    iw_test = iw_lines(corpus.test, cfg.iw_sentences)
+    subset = iw_test.subset(np.arange(min(cfg.bf16_check_sentences, len(iw_test))))
+    nll = {}
+    for name in ("fp32", "bf16"):
+        torch.manual_seed(SCORE_SEED + seed)
+        with precision(device, name):
+            nll[name] = iw_nll(method, model, subset, cfg.iw_samples, cfg.iw_chunk_rows, cfg.batch_size, device)
+    diff = np.abs(nll["bf16"] - nll["fp32"])
+    return {"sentences": len(subset), "mean_abs_diff": float(diff.mean()), "max_abs_diff": float(diff.max()),
+            "fp32_mean_nll": float(nll["fp32"].mean()), "bound": cfg.bf16_bound,
+            "within_bound": bool(diff.mean() <= cfg.bf16_bound)}
 
 
 def score(method: Method, model: TextVAE, corpus: Corpus, cfg: EvalConfig, device, seed: int) -> dict:

@@ -91,8 +91,9 @@ def rescore_record(record: dict, kept: dict, eval_overrides: dict, data_dir: str
     cfg = spec.size_config().replace(eval=eval_overrides)
     t0 = time.perf_counter()
     scores = score_all(trainer.method, trainer.model, trainer.corpus, cfg.eval, trainer.device, spec.seed)
-    note = scoring_note("rescore", source=str(source), eval_overrides=eval_overrides, rescored=now(),
-                        seconds=round(time.perf_counter() - t0, 3), trained_by=record.get("scoring") or None)
+    note = scoring_note("rescore", precision=scores.precision, source=str(source), eval_overrides=eval_overrides,
+                        rescored=now(), seconds=round(time.perf_counter() - t0, 3),
+                        trained_by=record.get("scoring") or None)
     config = {**record.get("config", {}), "eval": cfg.to_dict()["eval"]}
     text = cell_text(spec, trainer)                     # the first seed's text, written by this scoring
     return {**record, "metrics": scores.metrics, "config": config, "scoring": note, "text": text}, \

@@ -159,3 +159,25 @@ def test_run_against_refuses_a_folder_that_is_not_comparable(finished, tmp_path,
     vanilla.write_text(json.dumps(rec))
     assert cli_main(["run", "--methods", "bnvae", "--against", str(stale), "--out", str(out), *SMALL_FLAGS]) == 2
     assert "training/scoring code changed" in capsys.readouterr().err and not out.exists()
+
+
+def test_bf16_scoring_is_checked_against_fp32_on_a_fixed_subset_and_falls_back_above_the_bound(finished, tmp_path):
+    """eval.precision=bf16 scores the first eval.bf16_check_sentences IW-NLL sentences in both precisions (the same
+    draws) and keeps bf16 only where their mean |difference| is within eval.bf16_bound; the record says which."""
+    old = {r["cell"]: r for r in ResultStore(finished).records()}
+    assert all(r["scoring"]["precision"] == {"asked": "fp32", "used": "fp32", "check": None} for r in old.values())
+    loose = rescore(finished, tmp_path / "loose", {"precision": "bf16", "bf16_check_sentences": 20, "bf16_bound": 1.0})
+    strict = rescore(finished, tmp_path / "strict", {"precision": "bf16", "bf16_check_sentences": 20,
+                                                      "bf16_bound": 0.0})
+    for rec, tight in zip(loose, strict):
+        check = rec["scoring"]["precision"]["check"]
+        assert check["sentences"] == 20 and check["bound"] == 1.0
+        assert 0 < check["mean_abs_diff"] <= check["max_abs_diff"] < 1.0   # bf16 moves it, a little
+        assert rec["scoring"]["precision"]["used"] == "bf16"
+        first20 = np.load(ResultStore(finished).sentences_path(rec["cell"]))["nll"][:20]
+        # the same 20 sentences as the fp32 score's first 20 (other draws of z: a subset batches otherwise)
+        assert check["fp32_mean_nll"] == pytest.approx(first20.mean(), rel=0.02)
+        assert tight["scoring"]["precision"]["used"] == "fp32" and not tight["scoring"]["precision"]["check"][
+            "within_bound"]
+        assert tight["metrics"] == old[rec["cell"]]["metrics"]                      # fell back: the fp32 figures
+        assert rec["metrics"]["nll"] != old[rec["cell"]]["metrics"]["nll"]
