@@ -333,6 +333,9 @@ def cmd_study(args) -> int:
         keep = t.tier.keep_stale and not args.rerun_stale
         status = max(status, _run_and_report(args, t.specs, overwrite=False, report=True, out=t.out,
                                              keep_stale=keep, dearest_first=False))
+    from .report.tiers import build_study_tiers, study_tiers as finished_tiers
+    if finished_tiers(args.out, list(STUDY_TIERS)):    # the tiers side by side: tiers.md, drift.md, index.html
+        print(build_study_tiers(args.out, list(STUDY_TIERS), warn=_warn))
     return status
 
 

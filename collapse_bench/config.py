@@ -285,13 +285,16 @@ def study_config(dataset: str) -> SizeConfig:
         ModelConfig(emb=64, enc_hidden=128, dec_hidden=128, nz=32),
         TrainConfig(epochs=4, optimizer="sgd", lr=1.0, kl_start=0.1, warm_up=2, curve_sentences=500,
                     curve_points_per_epoch=2),
-        EvalConfig(iw_samples=100, iw_sentences=300, probe_labels=(100, 500, 1000, 2000, 10000), probe_repeats=3),
+        EvalConfig(iw_samples=100, iw_sentences=300, probe_labels=(100, 500, 1000, 2000, 10000), probe_repeats=3,
+                   precision="bf16"),
         DataLimits(max_train=STUDY_TRAIN_SENTENCES.get(dataset, 2400), max_valid=1000, max_test=1000),
     )
 
 
 def deep_config(dataset: str) -> SizeConfig:
-    """The study's cell with DEEP_FACTOR x the training sentences (the deep tier)."""
+    """The study's cell with DEEP_FACTOR x the training sentences (the deep tier), scored in fp32 (its first cells
+    were, and scoring is a small part of a cell 11x as long)."""
     quick = study_config(dataset)
-    return dataclasses.replace(quick, name="deep", limits=dataclasses.replace(
-        quick.limits, max_train=DEEP_FACTOR * STUDY_TRAIN_SENTENCES.get(dataset, 2400)))
+    limits = dataclasses.replace(quick.limits, max_train=DEEP_FACTOR * STUDY_TRAIN_SENTENCES.get(dataset, 2400))
+    return dataclasses.replace(quick, name="deep", eval=dataclasses.replace(quick.eval, precision="fp32"),
+                               limits=limits)

@@ -389,8 +389,10 @@ def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_p
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "study").rglob("*.json") if p.parent.name == "results"} \
         == {p: m for p, m in stamps.items() if p.parent.name == "results"}
     pages = {t.tier.name: (t.out / "leaderboard.html").read_bytes() for t in tiers}
+    across = {n: (tmp_path / "study" / n).read_bytes() for n in ("tiers.md", "drift.md", "index.html")}
     assert main(["study", "--out", str(tmp_path / "study")]) == 0
     assert {t.tier.name: (t.out / "leaderboard.html").read_bytes() for t in tiers} == pages
+    assert {n: (tmp_path / "study" / n).read_bytes() for n in across} == across    # the tiers side by side too
     assert all((t.out / "findings.md").is_file() for t in tiers)
 
 

@@ -1080,3 +1080,26 @@ def test_both_tiers_side_by_side(tmp_path: Path) -> None:
     assert main(["report", str(root)]) == 0                                          # the CLI's way in: the same
     assert ((root / TIERS_MD).read_text(encoding="utf-8"), index.read_text(encoding="utf-8")) == first
     assert main(["report", str(tmp_path / "study" / "quick")]) == 0                # a tier alone: its page
+
+
+def test_drift_table_gathers_each_cells_bf16_check() -> None:
+    """drift.md's rows: by tier, decoder and method, the mean over cells of the checks' mean |Δ|, the largest |Δ|
+    of any sentence and how many cells kept bf16; unchecked and failed cells are left out."""
+    from collapse_bench.report.drift import drift_markdown, drift_rows
+
+    def cell(method: str, decoder: str, mean: float, largest: float, within: bool, status: str = "ok") -> dict:
+        check = {"sentences": 50, "mean_abs_diff": mean, "max_abs_diff": largest, "fp32_mean_nll": 40.0,
+                 "bound": 0.01, "within_bound": within}
+        return {"method": method, "status": status, "config": {"model": {"decoder": decoder}},
+                "scoring": {"precision": {"asked": "bf16", "used": "bf16" if within else "fp32", "check": check}}}
+    unchecked = {"method": "vanilla", "status": "ok", "scoring": {"precision": {"asked": "fp32", "check": None}}}
+    records = [cell("vanilla", "lstm", 0.004, 0.02, True), cell("vanilla", "lstm", 0.012, 0.05, False),
+               cell("bnvae", "cnn", 0.03, 0.09, False), cell("bnvae", "cnn", 9.0, 9.0, True, status="failed"),
+               unchecked]
+    rows = drift_rows({"quick": records, "deep": [unchecked]})
+    assert [(r["decoder"], r["method"], r["cells"], r["bf16"]) for r in rows] == [("cnn", "bnvae", 1, 0),
+                                                                                 ("lstm", "vanilla", 2, 1)]
+    assert rows[1]["mean_abs"] == pytest.approx(0.008) and rows[1]["max_abs"] == 0.05
+    md = drift_markdown({"quick": records})
+    assert "| quick | lstm | vanilla | 2 | 50 | 0.0080 | 0.0500 | 1 of 2 |" in md and "(0.01 nats)" in md
+    assert "No record" in drift_markdown({"deep": [unchecked]})

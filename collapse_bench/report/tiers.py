@@ -16,6 +16,7 @@ from ..baseline import VANILLA
 from ..fileio import atomic_write_text
 from . import findings as fnd
 from .build import build_report
+from .drift import DRIFT_MD, drift_markdown
 from .load import frame, read_records
 from .stats import ALPHA, Summary, add_time_ratio, add_vanilla_deltas, welch_p
 from .table import Board, build_boards
@@ -154,7 +155,7 @@ def study_tiers(study_root: Path, tiers: Sequence[str] | None = None) -> list[st
 def build_study_tiers(study_root: str | Path, tiers: Sequence[str] | None = None, *,
                       warn: Callable[[str], None] | None = None) -> Path:
     """Each tier's page (``<root>/<tier>/leaderboard.html``), then ``<root>/tiers.md`` and ``<root>/index.html``
-    setting the tiers side by side; return the index's path. ``tiers``: their names in order (config.STUDY_TIERS)."""
+    setting the tiers side by side, and ``<root>/drift.md`` (the bf16 scoring checks); return the index's path. ``tiers``: their names in order (config.STUDY_TIERS)."""
     root = Path(study_root)
     names = study_tiers(root, tiers)
     if not names:
@@ -162,5 +163,6 @@ def build_study_tiers(study_root: str | Path, tiers: Sequence[str] | None = None
     pages = {t: build_report(root / t, warn=warn).relative_to(root).as_posix() for t in names}
     tables = compare({t: tier_boards(root / t) for t in names})
     atomic_write_text(root / TIERS_MD, markdown(tables))
+    atomic_write_text(root / DRIFT_MD, drift_markdown({t: read_records(root / t).records for t in names}))
     atomic_write_text(root / INDEX_HTML, index_html(tables, pages))
     return root / INDEX_HTML
