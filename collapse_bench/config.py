@@ -269,8 +269,16 @@ class StudyTier:
 
 
 STUDY_TIERS = {
+    # 2 hours on 2 cores hold ~14,400 core-seconds; measured at this size a cell takes 40-50 s (15-24 s training,
+    # 14 s IW-NLL, 4 s the bf16 check), an Agg-VAE cell ~500 s and an SA-VAE cell ~350 s: three seeds of every
+    # method on the four boards would be ~6.3 core-hours, so these two run one seed here (~4.3 in all).
     "quick": StudyTier("quick", "study", (("short-yelp", "lstm"), ("short-yelp", "cnn"),
-                                          ("short-yelp", "transformer"), ("ptb", "lstm"))),
+                                          ("short-yelp", "transformer"), ("ptb", "lstm")), fewer_seeds={
+        "savae": ((0,), "one seed: an SA-VAE cell trains ~20x a vanilla cell's time (~350 s here); three seeds on "
+                        "four boards would take a third of the tier's 2 hours on 2 cores"),
+        "agg": ((0,), "one seed: an Agg-VAE cell trains ~25x a vanilla cell's time here (~500 s: its aggressive "
+                      "phase lasts most of a 4-epoch run); three seeds on four boards would take 40% of the tier's "
+                      "budget")}),
     # The deep tier takes longer than one stretch of work while the code moves on: its finished cells are kept
     # and marked when the code changes (`study --rerun-stale` reruns them); each record names its code.
     "deep": StudyTier("deep", "deep", (("short-yelp", "lstm"),), keep_stale=True, fewer_seeds={
