@@ -494,7 +494,10 @@ def test_study_tiers_define_their_cells_and_say_what_they_leave_out(tmp_path):
     assert boards == {("short-yelp", "lstm"), ("short-yelp", "cnn"), ("short-yelp", "transformer"), ("ptb", "lstm")}
     assert [(m, b) for m, b, _ in quick.left_out] == [("coupled", "short-yelp × cnn"),
                                                       ("coupled", "short-yelp × transformer")]
-    assert len(quick.specs) == 3 * (4 * len(STUDY_METHODS) - 2)
+    one_seed = {"savae", "agg"}                     # the tier's fewer_seeds: seed 0 only, on every board
+    assert set(STUDY_TIERS["quick"].fewer_seeds) == one_seed
+    assert {s.seed for s in quick.specs if s.method in one_seed} == {0}
+    assert len(quick.specs) == 3 * (4 * (len(STUDY_METHODS) - 2) - 2) + 4 * 2
     assert [s.seed for s in quick.specs] == sorted(s.seed for s in quick.specs)        # seed-major
     deep = tier_cells(STUDY_TIERS["deep"], tmp_path)
     assert {s.size for s in deep.specs} == {"deep"} and deep.specs[0].method == "vanilla"
