@@ -1,0 +1,53 @@
+"""The bf16 scoring drift table of reports/README.md, from the committed records of two runs:
+
+    sh reports/bf16/run.sh                                    # the runs (one core, ~15 min)
+    python reports/bf16/table.py                              # prints the table
+    python reports/bf16/table.py --update reports/README.md   # rewrites it under its marker comment
+
+Every record was scored with eval.precision=bf16, so its `scoring.precision.check` holds the fp32 and bf16 IW-NLL of
+the same sentences with the same random draws (collapse_bench/evaluate.py, `precision_check`); the table is
+`collapse_bench.report.drift`'s, one row per size, decoder and method.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from collapse_bench.report.drift import HEADER, drift_rows
+from collapse_bench.report.load import read_records
+
+HERE = Path(__file__).resolve().parent
+RUNS = {"study": HERE / "study", "paper model, 1 epoch": HERE / "paper"}
+MARKER = "<!-- table: python reports/bf16/table.py -->"
+
+
+def table() -> list[str]:
+    rows = drift_rows({name: read_records(folder).records for name, folder in RUNS.items()})
+    lines = [HEADER.replace("| tier |", "| size |"), "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['tier']} | {r['decoder']} | {r['method']} | {r['cells']} | "
+                     f"{', '.join(map(str, r['sentences']))} | {r['mean_abs']:.4f} | {r['max_abs']:.4f} | "
+                     f"{r['bf16']} of {r['cells']} |")
+    return lines
+
+
+def update(page: Path) -> None:
+    """Replace the table under MARKER (up to the first blank line)."""
+    lines, out, skipping = page.read_text(encoding="utf-8").split("\n"), [], False
+    for line in lines:
+        if skipping:
+            skipping = line != ""
+            if skipping:
+                continue
+        out.append(line)
+        if line == MARKER:
+            out.extend(table())
+            skipping = True
+    page.write_text("\n".join(out), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--update"]:
+        update(Path(sys.argv[2]))
+    else:
+        print("\n".join(table()))
