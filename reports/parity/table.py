@@ -200,22 +200,29 @@ def probe_text_ss() -> list[str]:
 
 
 def duvae_bn_stats() -> list[str]:
-    """duvae_bn_stats.py: each final DU-VAE model's test KL (lines 0-999) with the BN running statistics it ended
-    with and with statistics re-estimated over the whole training file; the mean term 0.5·|μ|² beside it."""
+    """duvae_bn_stats.py: each final DU-VAE model's test KL (lines 0-999; the mean term 0.5·|μ|² beside it), IW-NLL
+    and -ELBO with the BN running statistics it ended with and with statistics re-estimated over the whole training
+    file."""
     path = RESULTS / "duvae_bn_stats.json"
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    lines = ["| implementation | seed | KL, final running statistics (mean term) | KL, re-estimated statistics (mean "
-             "term) | the rest of the KL (both) |", "|---|---|---|---|---|"]
+    keys = ("kl", "iw_nll", "elbo_nll")
+    lines = ["| implementation | seed | KL, final running statistics (mean term) | KL, re-estimated (mean term) | "
+             "the rest of the KL (both) | IW-NLL, final → re-estimated | −ELBO, final → re-estimated |",
+             "|---|---|---|---|---|---|---|"]
+    both = lambda a, b, k: f"{a[k]:.2f} → {b[k]:.2f}" if k in a and k in b else "–"  # noqa: E731
     for r in sorted(runs, key=lambda r: (r["implementation"] != "original", r["seed"])):
         a, b = r["final_running_stats"], r["reestimated_running_stats"]
         lines.append(f"| {r['implementation']} | {r['seed']} | {a['kl']:.2f} ({a['mean_term']:.2f}) | "
-                     f"{b['kl']:.2f} ({b['mean_term']:.2f}) | {a['rest']:.2f} |")
+                     f"{b['kl']:.2f} ({b['mean_term']:.2f}) | {a['rest']:.2f} | {both(a, b, 'iw_nll')} | "
+                     f"{both(a, b, 'elbo_nll')} |")
     for side in ("original", "ours"):
         rs = [r for r in runs if r["implementation"] == side]
         if rs:
-            m = lambda key: statistics.mean(r[key]["kl"] for r in rs)  # noqa: E731
-            lines.append(f"| {side}: mean | {len(rs)} seeds | {m('final_running_stats'):.2f} | "
-                         f"{m('reestimated_running_stats'):.2f} | – |")
+            m = {k: {w: statistics.mean(r[w].get(k, float("nan")) for r in rs)
+                     for w in ("final_running_stats", "reestimated_running_stats")} for k in keys}
+            cell = lambda k: f"{m[k]['final_running_stats']:.2f} → {m[k]['reestimated_running_stats']:.2f}"  # noqa
+            lines.append(f"| {side}: mean | {len(rs)} seeds | {m['kl']['final_running_stats']:.2f} | "
+                         f"{m['kl']['reestimated_running_stats']:.2f} | – | {cell('iw_nll')} | {cell('elbo_nll')} |")
     return lines
 
 
