@@ -33,6 +33,9 @@ FLOOR = 0.8
 # machine under other load, 1 thread; quick: 20 batches, 12 sentences x 100 samples; full: 80 batches, 32 x 500):
 #   training  lstm 0.98 | 1.02   cnn 0.90 | 0.92   transformer 0.93 | 0.96
 #   IW-NLL    lstm 0.94 | 0.92   cnn 0.88 | 0.85   transformer 0.88 | 0.90
+# Since the CNN and the Transformer train with Adam (train.dec_optimizer=auto; its update is elementwise work outside
+# the limit), quick: training cnn 0.83 with PyTorch's per-tensor Adam, 0.90 with the fused Adam the Trainer now
+# builds; transformer 0.89 -> 0.95; IW-NLL unchanged (0.87, 0.89).
 
 
 @pytest.fixture(autouse=True)
