@@ -15,10 +15,11 @@ from pathlib import Path
 
 from collapse_bench.report.drift import HEADER, drift_rows
 from collapse_bench.report.load import read_records
+from collapse_bench.report.marked import rewrite_marked
 
 HERE = Path(__file__).resolve().parent
 RUNS = {"study": HERE / "study", "paper model, 1 epoch": HERE / "paper"}
-MARKER = "<!-- table: python reports/bf16/table.py -->"
+COMMAND = "python reports/bf16/table.py"
 
 
 def table() -> list[str]:
@@ -32,18 +33,8 @@ def table() -> list[str]:
 
 
 def update(page: Path) -> None:
-    """Replace the table under MARKER (up to the first blank line)."""
-    lines, out, skipping = page.read_text(encoding="utf-8").split("\n"), [], False
-    for line in lines:
-        if skipping:
-            skipping = line != ""
-            if skipping:
-                continue
-        out.append(line)
-        if line == MARKER:
-            out.extend(table())
-            skipping = True
-    page.write_text("\n".join(out), encoding="utf-8")
+    """Replace the table under MARKER (up to the first blank line); other scripts' tables are left alone."""
+    rewrite_marked(page, {COMMAND: table}, strict=False)
 
 
 if __name__ == "__main__":

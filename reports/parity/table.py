@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from collapse_bench.report.marked import rewrite_marked
 from common import HERE, LABEL_SIZES, METHODS, RESULTS, subset_results
 
 COLUMNS = [("iw_nll", "IW-NLL", 2), ("kl", "KL", 2), ("mi", "MI", 2), ("au", "AU", 0), ("elbo_nll", "−ELBO", 2)]
@@ -299,20 +300,7 @@ TABLES = {"python reports/parity/table.py": main_table, "python reports/parity/t
 
 def update(page: Path) -> None:
     """Replace the table below each `<!-- table: COMMAND -->` marker (up to the first blank line) by COMMAND's output."""
-    lines, out, skipping = page.read_text().split("\n"), [], False
-    for line in lines:
-        if skipping:
-            skipping = line != ""
-            if skipping:
-                continue
-        out.append(line)
-        if line.startswith("<!-- table: ") and line.endswith(" -->"):
-            command = line[len("<!-- table: "):-len(" -->")]
-            if command not in TABLES:
-                raise SystemExit(f"{page}: unknown table command {command!r}; known: {sorted(TABLES)}")
-            out.extend(TABLES[command]())
-            skipping = True
-    page.write_text("\n".join(out))
+    rewrite_marked(page, TABLES)
 
 
 if __name__ == "__main__":
