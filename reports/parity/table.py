@@ -159,9 +159,11 @@ def method_bands(method: str = "duvae", folder: Path = RESULTS) -> list[str]:
     runs = load(folder)
     orig = sorted(runs.get((method, "original"), []), key=lambda r: r["seed"])
     ours = sorted(runs.get((method, "ours"), []), key=lambda r: r["seed"])
+    shuffled = sorted(runs.get((method, "original-shuffled"), []), key=lambda r: r["seed"])
     seeds = lambda rs: ",".join(str(r["seed"]) for r in rs)  # noqa: E731
     lines = [f"| quantity | original (seeds {seeds(orig)}) | original's band | ours (seeds {seeds(ours)}) | "
-             "ours inside the band | farthest outside |", "|---|---|---|---|---|---|"]
+             "ours inside the band | farthest outside | ours − original (Welch) | original on the shuffled file "
+             f"(seeds {seeds(shuffled) or '–'}) |", "|---|---|---|---|---|---|---|---|"]
     for name, (get, d) in BAND_METRICS.items():
         o, u = [get(r) for r in orig], [get(r) for r in ours]
         o, u = [v for v in o if v == v], [v for v in u if v == v]
@@ -169,16 +171,20 @@ def method_bands(method: str = "duvae", folder: Path = RESULTS) -> list[str]:
             continue
         lo, hi = min(o), max(o)
         out = max(((v - hi) if v > hi else (v - lo) for v in u if not lo <= v <= hi), key=abs, default=0.0)
+        sh = [v for v in (get(r) for r in shuffled) if v == v]
         lines.append(f"| {name} | {fmt(o, d)} | {lo:.{d}f} – {hi:.{d}f} | {fmt(u, d)} | "
-                     f"{sum(lo <= v <= hi for v in u)} of {len(u)} | {'–' if not out else f'{out:+.{d}f}'} |")
-    for side, rs in (("original", orig), ("ours", ours)):
+                     f"{sum(lo <= v <= hi for v in u)} of {len(u)} | {'–' if not out else f'{out:+.{d}f}'} | "
+                     f"{welch(u, o)} | {fmt(sh, d) if sh else '–'} |")
+    for side, rs in (("original", orig), ("ours", ours), ("original, shuffled file", shuffled)):
+        if not rs:
+            continue
         epochs = [vae_epochs(r["timing"]) for r in rs]
         logging = [r["timing"].get("logging_seconds") or [0.0] * len(e) for r, e in zip(rs, epochs)]
         lines.append(f"| s/epoch, {side} (mean over epochs; per seed) | "
                      + " / ".join(f"{statistics.mean(e):.0f}" for e in epochs) + " | – | – | – | "
                      + ("without the progress log: " + " / ".join(
                          f"{statistics.mean(a - b for a, b in zip(e, g)):.0f}" for e, g in zip(epochs, logging))
-                        if any(any(g) for g in logging) else "–") + " |")
+                        if any(any(g) for g in logging) else "–") + " | – | – |")
     return lines
 
 
