@@ -227,7 +227,8 @@ def duvae_bn_stats() -> list[str]:
         if rs:
             m = {k: {w: statistics.mean(r[w].get(k, float("nan")) for r in rs)
                      for w in ("final_running_stats", "reestimated_running_stats")} for k in keys}
-            cell = lambda k: f"{m[k]['final_running_stats']:.2f} → {m[k]['reestimated_running_stats']:.2f}"  # noqa
+            cell = lambda k: "–" if m[k]["final_running_stats"] != m[k]["final_running_stats"] else \
+                f"{m[k]['final_running_stats']:.2f} → {m[k]['reestimated_running_stats']:.2f}"  # noqa: E731
             lines.append(f"| {side}: mean | {len(rs)} seeds | {m['kl']['final_running_stats']:.2f} | "
                          f"{m['kl']['reestimated_running_stats']:.2f} | – | {cell('iw_nll')} | {cell('elbo_nll')} |")
     return lines
