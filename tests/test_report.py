@@ -1076,6 +1076,8 @@ def test_both_tiers_side_by_side(tmp_path: Path) -> None:
     assert "**moved**" not in bn and "1.03 ± 0.00 (3) → 1.03 ± 0.00 (3) **held**" in bn   # equal, no variance
     page = index.read_text(encoding="utf-8")
     assert 'href="quick/leaderboard.html"' in page and 'href="deep/leaderboard.html"' in page and "<script" not in page
+    assert "## Does each remedy keep z alive? (quick)" in lines and "## Does each remedy keep z alive? (deep)" in lines
+    assert "<h2>Does each remedy keep z alive? (deep)</h2>" in page
     first = (md, page)
     assert main(["report", str(root)]) == 0                                          # the CLI's way in: the same
     assert ((root / TIERS_MD).read_text(encoding="utf-8"), index.read_text(encoding="utf-8")) == first
@@ -1103,3 +1105,40 @@ def test_drift_table_gathers_each_cells_bf16_check() -> None:
     md = drift_markdown({"quick": records})
     assert "| quick | lstm | vanilla | 2 | 50 | 0.0080 | 0.0500 | 1 of 2 |" in md and "(0.01 nats)" in md
     assert "No record" in drift_markdown({"deep": [unchecked]})
+
+
+def test_alive_answers_per_seed_against_vanilla_of_the_same_decoder_and_seed() -> None:
+    """z is alive in a seed when MI is ≥ 0.5 nats above vanilla's and the decoder's gain from z (NLL − recon) is
+    ≥ 0.5 above vanilla's, vanilla being the cell of the same decoder and seed; KL up alone is "KL only"; a decoder
+    worse than vanilla's that reads z is alive; the LM has no row."""
+    from collapse_bench.report.alive import alive_markdown, alive_tables
+
+    def cell(label: str, decoder: str, seed: int, kl: float, mi: float, nll: float, recon: float, au: int = 0) -> dict:
+        method = label.split("(")[0]
+        rec = record(label, method, seed, metrics={"nll": nll, "recon": recon, "kl": kl, "mi": mi, "au": au,
+                                                   "elbo": recon + kl, "iw_samples": 0 if method == "lm" else 50})
+        rec["config"]["model"]["decoder"] = decoder
+        return rec
+    records = []
+    for seed in (0, 1, 2):
+        lstm, cnn = 50.0 + seed, 60.0 + seed                 # vanilla's NLL = recon: collapsed; by decoder and seed
+        records += [cell("vanilla", "lstm", seed, 0.0, 0.0, lstm + 0.3, lstm), cell("vanilla", "cnn", seed, 0.0, 0.0,
+                                                                                    cnn, cnn)]
+        records.append(cell("bnvae", "lstm", seed, 6.0, 3.0, lstm + 1.3, lstm - 4.0, au=32))       # gain +5
+        records.append(cell("bnvae", "cnn", seed, 6.0, 3.0, cnn, cnn - 0.49, au=32))              # reads too little
+        records.append(cell("delta", "lstm", seed, 4.0, 0.1, lstm + 1.0, lstm))                    # floor, no MI
+        records.append(cell("beta", "lstm", seed, 0.3, 0.6 if seed < 2 else 0.4, lstm + 0.3, lstm - 0.6))
+        records.append(cell("word-dropout", "lstm", seed, 1.5, 1.0, lstm + 2.3, lstm + 1.0))       # worse, reads z
+        records.append(cell("lm", "lstm", seed, 0.0, 0.0, lstm, lstm))
+    records.append(cell("skip", "transformer", 0, 5.0, 3.0, 45.0, 40.0))                           # no vanilla pair
+    (table,) = alive_tables(add_time_ratio(frame(records)))
+    assert table.decoders == ["lstm", "cnn"] and set(table.rows) == {"bnvae", "delta", "beta", "word-dropout"}
+    assert table.rows["bnvae"]["lstm"].answer == "yes (3/3)" and table.rows["bnvae"]["lstm"].d_gain == pytest.approx(5)
+    assert table.rows["bnvae"]["cnn"].answer == "KL only (3/3)"
+    assert table.rows["delta"]["lstm"].answer == "KL only (3/3)" and "cnn" not in table.rows["delta"]
+    assert table.rows["beta"]["lstm"].answer == "yes 2/3, no 1/3"
+    assert table.rows["word-dropout"]["lstm"].answer == "yes (3/3)"
+    lines = alive_markdown([table])
+    assert "| bnvae | **yes (3/3)** KL 6.00 · MI 3.00 · AU 32 · Δgain +5.00 | **KL only (3/3)** KL 6.00 · MI 3.00 · " \
+           "AU 32 · Δgain +0.49 |" in lines
+    assert "| delta | **KL only (3/3)** KL 4.00 · MI 0.10 · AU 0 · Δgain +0.70 | – |" in lines

@@ -67,7 +67,7 @@ PAIR_KEYS = [*BOARD_KEYS, "seed"]   # dataset, size with its --set overrides (lo
 DELTA_METRICS = ("nll", "kl", "mi", "au")   # and every probe@N: the differences to vanilla shown beside the values
 
 
-def _vanilla(df: pd.DataFrame, col: str, valid: pd.Series) -> pd.Series:
+def vanilla_of(df: pd.DataFrame, col: str, valid: pd.Series) -> pd.Series:
     """For every row, ``col`` of the vanilla cell with the same dataset, size, decoder and seed (NaN where none).
 
     The reference is an ok vanilla cell where ``valid``; when a sweep holds several vanilla labels, the one
@@ -89,10 +89,10 @@ def add_time_ratio(df: pd.DataFrame) -> pd.DataFrame:
     out["time_ratio"] = math.nan
     if out.empty:
         return out
-    ref = _vanilla(out, "train_seconds", out["train_seconds"] > 0)
+    ref = vanilla_of(out, "train_seconds", out["train_seconds"] > 0)
     out["time_ratio"] = (out["train_seconds"] / ref).where(out["status"] == "ok")
     if "seconds_per_step" in out:      # the per-step ratio beside it, paired the same way
-        step = _vanilla(out, "seconds_per_step", out["seconds_per_step"] > 0)
+        step = vanilla_of(out, "seconds_per_step", out["seconds_per_step"] > 0)
         out["step_ratio"] = (out["seconds_per_step"] / step).where(out["status"] == "ok")
     return out
 
@@ -106,7 +106,7 @@ def add_vanilla_deltas(df: pd.DataFrame) -> pd.DataFrame:
     ratio; averaged over seeds later), for NLL, KL, MI, AU and every probe@N. NaN without a vanilla pair."""
     out = df.copy()
     for c in delta_columns(out):
-        out[f"d_{c}"] = math.nan if out.empty else (out[c] - _vanilla(out, c, out[c].notna())).where(out["status"] == "ok")
+        out[f"d_{c}"] = math.nan if out.empty else (out[c] - vanilla_of(out, c, out[c].notna())).where(out["status"] == "ok")
     return out
 
 

@@ -1,5 +1,6 @@
 """The study's tiers side by side (`build_study_tiers(study_root)`): each tier's page, then ``tiers.md`` and a small
-``index.html`` that set the tiers' findings and per-method figures beside each other.
+``index.html`` that set the tiers' findings and per-method figures beside each other, and answer per tier whether
+each remedy keeps z alive with each decoder (`alive`).
 
 A board of one tier is matched with the board of another by dataset, decoder and settings (the size differs: that
 is what a tier changes). Between the first tier and the last, a finding *moved* when its verdict differs; a method's
@@ -14,7 +15,10 @@ from pathlib import Path
 
 from ..baseline import VANILLA
 from ..fileio import atomic_write_text
+import pandas as pd
+
 from . import findings as fnd
+from .alive import AliveTable, alive_html, alive_markdown, alive_tables
 from .build import build_report
 from .drift import DRIFT_MD, drift_markdown
 from .load import frame, read_records
@@ -50,10 +54,12 @@ def _where(key: tuple[str, str, str]) -> str:
     return " · ".join(x for x in (dataset, decoder, settings) if x)
 
 
-def tier_boards(folder: Path) -> dict[tuple[str, str, str], Board]:
+def tier_frame(folder: Path) -> pd.DataFrame:
+    return add_vanilla_deltas(add_time_ratio(frame(read_records(folder).records)))
+
+
+def tier_boards(df: pd.DataFrame, notes: dict[str, str]) -> dict[tuple[str, str, str], Board]:
     """One tier's boards, with their findings (on boards that hold vanilla), by `_board_key`."""
-    df = add_vanilla_deltas(add_time_ratio(frame(read_records(folder).records)))
-    notes = fnd.read_notes(folder)
     out = {}
     for b in build_boards(df):
         if (b.runs["method"] == VANILLA).any() and (b.runs["status"] == "ok").any():
@@ -82,12 +88,14 @@ class Tables:
     tiers: list[str]
     findings: list[tuple[str, str, list[str], str]]          # board, claim, verdict per tier, moved/held
     methods: list[tuple[str, str, list[tuple[str, str]]]]   # board, label, per figure (values per tier, moved/held)
+    alive: dict[str, list[AliveTable]]                       # tier: does each remedy keep z alive, per decoder
 
 
-def compare(tiers: dict[str, dict[tuple[str, str, str], Board]]) -> Tables:
+def compare(tiers: dict[str, dict[tuple[str, str, str], Board]],
+            alive: dict[str, list[AliveTable]] | None = None) -> Tables:
     """The findings and per-method figures of every tier; moved/held: the first tier against the last."""
     names = list(tiers)
-    out = Tables(names, [], [])
+    out = Tables(names, [], [], alive or {})
     for key in sorted({k for boards in tiers.values() for k in boards}):
         verdicts = {t: {f.id: f.verdict for f in tiers[t][key].findings} if key in tiers[t] else {} for t in names}
         for fid, claim, *_ in fnd.FINDINGS:
@@ -122,7 +130,9 @@ def markdown(t: Tables) -> str:
               f"| board | method | {' | '.join(title for title, _ in FIGURES)} |", "|---|---|" + "---|" * len(FIGURES)]
     lines += [f"| {_md_cell(w)} | {_md_cell(lab)} | " + " | ".join(f"{v} **{m}**" for v, m in cells) + " |"
               for w, lab, cells in t.methods]
-    return "\n".join(lines) + "\n"
+    for tier, tables in t.alive.items():
+        lines += ["", f"## Does each remedy keep z alive? ({tier})", "", *alive_markdown(tables, "###")]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def index_html(t: Tables, pages: dict[str, str]) -> str:
@@ -135,15 +145,18 @@ def index_html(t: Tables, pages: dict[str, str]) -> str:
     methods = "".join("<tr>" + f"<td>{e(w)}</td><td>{e(lab)}</td>" +
                       "".join(f'<td>{e(v)} <b class="{m}">{e(m)}</b></td>' for v, m in cells) + "</tr>"
                       for w, lab, cells in t.methods)
+    alive = "".join(f"<h2>Does each remedy keep z alive? ({e(tier)})</h2>{alive_html(tables)}"
+                    for tier, tables in t.alive.items())
     links = "".join(f'<li><a href="{e(href)}">{e(name)}</a></li>' for name, href in pages.items())
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>collapse-bench study tiers</title>'
             f'<link rel="icon" href="data:,"><style>body{{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;'
             f'padding:0 1em}} table{{border-collapse:collapse}} td,th{{border-bottom:1px solid #e3e3e3;padding:.3em .45em;'
-            f'text-align:left;vertical-align:top}} .moved{{color:#8a1f1f}} .held{{color:#1f6a1f}}</style></head><body>'
+            f'text-align:left;vertical-align:top}} .moved,.notalive{{color:#8a1f1f}} .held,.alive{{color:#1f6a1f}}</style>'
+            f'</head><body>'
             f"<h1>The study's tiers</h1><ul>{links}</ul><p>Moved/held compares {e(t.tiers[0])} with {e(t.tiers[-1])}: "
             f"{e(CRITERION)}.</p><h2>Findings</h2><table><thead><tr>{head}</tr></thead><tbody>{finds}</tbody></table>"
             f"<h2>Methods (mean ± sd (seeds), {e(' → '.join(t.tiers))})</h2><table><thead><tr>{mhead}</tr></thead>"
-            f"<tbody>{methods}</tbody></table></body></html>\n")
+            f"<tbody>{methods}</tbody></table>{alive}</body></html>\n")
 
 
 def study_tiers(study_root: Path, tiers: Sequence[str] | None = None) -> list[str]:
@@ -161,7 +174,9 @@ def build_study_tiers(study_root: str | Path, tiers: Sequence[str] | None = None
     if not names:
         raise ValueError(f"{root}: no tier folder with results ({', '.join(tiers or ()) or 'none named'})")
     pages = {t: build_report(root / t, warn=warn).relative_to(root).as_posix() for t in names}
-    tables = compare({t: tier_boards(root / t) for t in names})
+    frames = {t: tier_frame(root / t) for t in names}
+    tables = compare({t: tier_boards(frames[t], fnd.read_notes(root / t)) for t in names},
+                     {t: alive_tables(frames[t]) for t in names})
     atomic_write_text(root / TIERS_MD, markdown(tables))
     atomic_write_text(root / DRIFT_MD, drift_markdown({t: read_records(root / t).records for t in names}))
     atomic_write_text(root / INDEX_HTML, index_html(tables, pages))
