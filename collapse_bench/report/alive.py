@@ -106,14 +106,17 @@ def alive_markdown(tables: list[AliveTable], heading: str = "##") -> list[str]:
     lines = [f"Criterion: {CRITERION}. Each cell: the answer in how many of its seeds, then the means over seeds "
              f"(Δgain: the decoder's gain from z, NLL − recon, minus vanilla's, paired by seed).", ""]
     for t in tables:
-        lines += [f"{heading} {t.dataset} · size {t.size}", "", "| method | " + " | ".join(t.decoders) + " |",
-                  "|---|" + "---|" * len(t.decoders),
-                  f"| {VANILLA} (the reference) | " + " | ".join(t.vanilla.get(d, "–") for d in t.decoders) + " |"]
-        for label, cells in sorted(t.rows.items()):
-            lines.append(f"| {_md(label)} | " + " | ".join(
-                f"**{c.answer}** {c.figures}" if (c := cells.get(d)) else "–" for d in t.decoders) + " |")
-        lines.append("")
+        lines += [f"{heading} {t.dataset} · size {t.size}", "", *alive_table(t), ""]
     return lines
+
+
+def alive_table(t: AliveTable) -> list[str]:
+    """One (dataset, size)'s table: vanilla's figures per decoder, then a row per remedy."""
+    lines = ["| method | " + " | ".join(t.decoders) + " |", "|---|" + "---|" * len(t.decoders),
+             f"| {VANILLA} (the reference) | " + " | ".join(t.vanilla.get(d, "–") for d in t.decoders) + " |"]
+    return lines + [f"| {_md(label)} | " + " | ".join(f"**{c.answer}** {c.figures}" if (c := cells.get(d)) else "–"
+                                                      for d in t.decoders) + " |"
+                    for label, cells in sorted(t.rows.items())]
 
 
 def alive_html(tables: list[AliveTable]) -> str:

@@ -51,9 +51,14 @@ def drift_markdown(tiers: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
              "Training is fp32 throughout.", ""]
     if not rows:
         return "\n".join(lines + ["No record of these tiers was scored with a bf16 check.", ""])
-    lines += [HEADER, "|---|---|---|---|---|---|---|---|"]
+    return "\n".join(lines + drift_table(rows) + [""])
+
+
+def drift_table(rows: Sequence[Mapping[str, Any]], first_column: str = "tier") -> list[str]:
+    """The rows as a Markdown table; `first_column` names what their `tier` key holds (a tier, or a size)."""
+    lines = [HEADER.replace("| tier |", f"| {first_column} |", 1), "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['tier']} | {r['decoder']} | {r['method']} | {r['cells']} | "
                      f"{', '.join(map(str, r['sentences']))} | {r['mean_abs']:.4f} | {r['max_abs']:.4f} | "
                      f"{r['bf16']} of {r['cells']} |")
-    return "\n".join(lines + [""])
+    return lines

@@ -118,18 +118,26 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def findings_table(t: Tables) -> list[str]:
+    return [f"| board | paper's finding | {' | '.join(t.tiers)} | {t.tiers[0]} → {t.tiers[-1]} |",
+            "|---|---|" + "---|" * len(t.tiers) + "---|",
+            *(f"| {_md_cell(w)} | {_md_cell(c)} | {' | '.join(vs)} | {ch} |" for w, c, vs, ch in t.findings)]
+
+
+def methods_table(t: Tables, boards: set[str] | None = None) -> list[str]:
+    """Each method's figures tier by tier; `boards`: only these boards (as `_where` names them)."""
+    return [f"| board | method | {' | '.join(title for title, _ in FIGURES)} |", "|---|---|" + "---|" * len(FIGURES),
+            *(f"| {_md_cell(w)} | {_md_cell(lab)} | " + " | ".join(f"{v} **{m}**" for v, m in cells) + " |"
+              for w, lab, cells in t.methods if boards is None or w in boards)]
+
+
 def markdown(t: Tables) -> str:
     """tiers.md: the findings at every tier, then each method's figures (tier by tier, `→` between them)."""
     arrow = " → ".join(t.tiers)
     lines = [f"# The study's tiers: {', '.join(t.tiers)}", "", "Verdicts and figures of each tier, side by side; "
              f"moved/held compares {t.tiers[0]} with {t.tiers[-1]}: {CRITERION}.",
-             "", "## Findings", "", f"| board | paper's finding | {' | '.join(t.tiers)} | {t.tiers[0]} → {t.tiers[-1]} |",
-             "|---|---|" + "---|" * len(t.tiers) + "---|"]
-    lines += [f"| {_md_cell(w)} | {_md_cell(c)} | {' | '.join(vs)} | {ch} |" for w, c, vs, ch in t.findings]
-    lines += ["", f"## Methods (mean ± sd (seeds), {arrow})", "",
-              f"| board | method | {' | '.join(title for title, _ in FIGURES)} |", "|---|---|" + "---|" * len(FIGURES)]
-    lines += [f"| {_md_cell(w)} | {_md_cell(lab)} | " + " | ".join(f"{v} **{m}**" for v, m in cells) + " |"
-              for w, lab, cells in t.methods]
+             "", "## Findings", "", *findings_table(t), "", f"## Methods (mean ± sd (seeds), {arrow})", "",
+             *methods_table(t)]
     for tier, tables in t.alive.items():
         lines += ["", f"## Does each remedy keep z alive? ({tier})", "", *alive_markdown(tables, "###")]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -165,6 +173,13 @@ def study_tiers(study_root: Path, tiers: Sequence[str] | None = None) -> list[st
     return [t for t in names if is_run(Path(study_root) / t)]
 
 
+def tier_tables(root: Path, names: Sequence[str]) -> Tables:
+    """The tiers' findings, figures and z-alive tables, from their records (no page is written)."""
+    frames = {t: tier_frame(root / t) for t in names}
+    return compare({t: tier_boards(frames[t], fnd.read_notes(root / t)) for t in names},
+                   {t: alive_tables(frames[t]) for t in names})
+
+
 def build_study_tiers(study_root: str | Path, tiers: Sequence[str] | None = None, *,
                       warn: Callable[[str], None] | None = None) -> Path:
     """Each tier's page (``<root>/<tier>/leaderboard.html``), then ``<root>/tiers.md`` and ``<root>/index.html``
@@ -174,9 +189,7 @@ def build_study_tiers(study_root: str | Path, tiers: Sequence[str] | None = None
     if not names:
         raise ValueError(f"{root}: no tier folder with results ({', '.join(tiers or ()) or 'none named'})")
     pages = {t: build_report(root / t, warn=warn).relative_to(root).as_posix() for t in names}
-    frames = {t: tier_frame(root / t) for t in names}
-    tables = compare({t: tier_boards(frames[t], fnd.read_notes(root / t)) for t in names},
-                     {t: alive_tables(frames[t]) for t in names})
+    tables = tier_tables(root, names)
     atomic_write_text(root / TIERS_MD, markdown(tables))
     atomic_write_text(root / DRIFT_MD, drift_markdown({t: read_records(root / t).records for t in names}))
     atomic_write_text(root / INDEX_HTML, index_html(tables, pages))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from collapse_bench.report.drift import HEADER, drift_rows
+from collapse_bench.report.drift import drift_rows, drift_table
 from collapse_bench.report.load import read_records
 from collapse_bench.report.marked import rewrite_marked
 
@@ -23,13 +23,7 @@ COMMAND = "python reports/bf16/table.py"
 
 
 def table() -> list[str]:
-    rows = drift_rows({name: read_records(folder).records for name, folder in RUNS.items()})
-    lines = [HEADER.replace("| tier |", "| size |"), "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['tier']} | {r['decoder']} | {r['method']} | {r['cells']} | "
-                     f"{', '.join(map(str, r['sentences']))} | {r['mean_abs']:.4f} | {r['max_abs']:.4f} | "
-                     f"{r['bf16']} of {r['cells']} |")
-    return lines
+    return drift_table(drift_rows({name: read_records(folder).records for name, folder in RUNS.items()}), "size")
 
 
 def update(page: Path) -> None:
