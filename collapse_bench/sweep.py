@@ -76,11 +76,15 @@ def run_sweep(specs: Iterable[CellSpec], out_dir: str | Path, executor=None, *, 
         write(build_record(spec, failed_result(spec, {"type": error.type, "message": error.message,
                                                       "traceback": error.traceback, "attempts": error.attempts})))
 
+    def mark_stale() -> None:
+        cells = {s.cell for s in specs}
+        store.set_stale_marks({**{c: why for c, why in store.stale_marks().items() if c not in cells},
+                               **stale_cells(specs, out_dir)})
+
+    mark_stale()           # before too: a sweep stopped part-way (a long tier) still marks the stale cells it keeps
     (executor or SerialExecutor()).map(fn, todo, done, on_failure=failed,
                                        **{k: v for k, v in events.items() if v is not None})
-    cells = {s.cell for s in specs}
-    store.set_stale_marks({**{c: why for c, why in store.stale_marks().items() if c not in cells},
-                           **stale_cells(specs, out_dir)})
+    mark_stale()           # a rerun cell loses its mark
     return [r for r in (store.load(s.cell) for s in specs) if r is not None]
 
 

@@ -175,6 +175,12 @@ def test_a_cell_whose_code_changed_is_stale_and_runs_again_unless_kept(tmp_path,
         fingerprint.method_code.cache_clear()
         assert stale_cells(specs, tmp_path / "out") == {specs[0].cell: "the method's code changed"}
         assert pending(specs, tmp_path / "out") == specs and pending(specs, tmp_path / "out", keep_stale=True) == []
+        def stopped(*args, **kwargs):
+            raise KeyboardInterrupt
+        more = [*specs, CellSpec("vanilla", "synthetic", "smoke", 1, overrides=ONE_EPOCH)]
+        with pytest.raises(KeyboardInterrupt):                               # stopped before its first new cell:
+            run_sweep(more, tmp_path / "out", keep_stale=True, fn=stopped)    # the kept cell is marked all the same
+        assert ResultStore(tmp_path / "out").stale_marks() == {specs[0].cell: "the method's code changed"}
         run_sweep(specs, tmp_path / "out", keep_stale=True)                 # kept, and marked on the page
         assert ResultStore(tmp_path / "out").stale_marks() == {specs[0].cell: "the method's code changed"}
         assert "Stale results" in build_report(tmp_path / "out").read_text()
