@@ -322,7 +322,8 @@ def cmd_study(args) -> int:
     from .study import study_tiers
     _check_out(args.out)
     names = list(STUDY_TIERS) if args.tier == "all" else _required("--tier", args.tier, "quick")
-    tiers = study_tiers(names, args.out, args.seeds, data_dir=args.data_dir, device=args.device)
+    methods = _csv(args.methods) if args.methods else None
+    tiers = study_tiers(names, args.out, args.seeds, methods, data_dir=args.data_dir, device=args.device)
     status = 0
     for t in tiers:
         print(f"tier {t.tier.name} (size {t.tier.size}): {len(t.specs)} cells into {t.out}")
@@ -474,6 +475,7 @@ def _study_parser(sub) -> None:
     st.add_argument("--rerun-stale", action="store_true",
                     help="rerun the deep tier's cells of earlier code too (by default it keeps them, marked)")
     st.add_argument("--seeds", type=_seeds, default=None, help="default 0,1,2")
+    st.add_argument("--methods", default="", help="only these of the tier's methods (comma-separated; default: all)")
     _execution_args(st)
     st.set_defaults(fn=cmd_study)
 

@@ -32,16 +32,19 @@ def _cheapest_first(method: str) -> tuple:
     return method != VANILLA, cls(cls.Params()).cost(), method
 
 
-def tier_cells(tier: StudyTier, root: Path, seeds: list[int] | None = None, **common) -> TierCells:
+def tier_cells(tier: StudyTier, root: Path, seeds: list[int] | None = None, methods: list[str] | None = None,
+               **common) -> TierCells:
     """Every cell of a tier, seed-major (all of seed 0's cells first; within a board vanilla first, then the
     cheapest methods first by `Method.cost()`), so that a tier stopped part-way holds whole boards of its first
-    seeds and, on the board it stopped in, as many methods as its time allowed."""
+    seeds and, on the board it stopped in, as many methods as its time allowed. `methods` runs only those of the
+    tier's methods (a long tier's cheap cells apart from its dear ones, e.g. on two machines)."""
     out = TierCells(tier, root / tier.name)
     chosen = list(seeds or tier.seeds)
+    names = _tier_methods(tier, methods)
     for seed in chosen:
         for dataset, decoder in tier.boards:
             settings = {} if decoder == DEFAULT_DECODER else {"model": {"decoder": decoder}}
-            for method in sorted(tier.methods, key=_cheapest_first):
+            for method in sorted(names, key=_cheapest_first):
                 if method in tier.fewer_seeds and seed not in tier.fewer_seeds[method][0]:
                     continue
                 try:
@@ -52,8 +55,20 @@ def tier_cells(tier: StudyTier, root: Path, seeds: list[int] | None = None, **co
     return out
 
 
-def study_tiers(names: list[str], root: Path, seeds: list[int] | None = None, **common) -> list[TierCells]:
+def _tier_methods(tier: StudyTier, methods: list[str] | None) -> list[str]:
+    if methods is None:
+        return list(tier.methods)
+    names = [registry.get(m).name for m in methods]          # an unknown name: UnknownMethodError, with the list
+    outside = [m for m in names if m not in tier.methods]
+    if outside:
+        raise ConfigError(f"study --methods {outside[0]!r}: not a method of the {tier.name} tier, whose methods are "
+                          f"{', '.join(tier.methods)}")
+    return names
+
+
+def study_tiers(names: list[str], root: Path, seeds: list[int] | None = None, methods: list[str] | None = None,
+                **common) -> list[TierCells]:
     unknown = [n for n in names if n not in STUDY_TIERS]
     if unknown:
         raise ConfigError(f"study --tier {unknown[0]!r}: the tiers are {', '.join(STUDY_TIERS)} (or all)")
-    return [tier_cells(STUDY_TIERS[n], root, seeds, **common) for n in names]
+    return [tier_cells(STUDY_TIERS[n], root, seeds, methods, **common) for n in names]

@@ -506,6 +506,21 @@ def test_study_tiers_define_their_cells_and_say_what_they_leave_out(tmp_path):
     assert steps(deep.specs[0]) >= 10 * steps(quick.specs[0])
 
 
+def test_study_methods_runs_a_subset_of_the_tier_and_refuses_a_method_outside_it(tmp_path):
+    from collapse_bench.config import STUDY_TIERS, ConfigError, StudyTier
+    from collapse_bench.registry import UnknownMethodError
+    from collapse_bench.study import study_tiers, tier_cells
+    [deep] = study_tiers(["deep"], tmp_path, [1, 2], ["agg", "vanilla"])
+    assert [(s.method, s.seed) for s in deep.specs] == [("vanilla", 1), ("agg", 1), ("vanilla", 2), ("agg", 2)]
+    [every] = study_tiers(["deep"], tmp_path)
+    assert {s.method for s in every.specs} == set(STUDY_TIERS["deep"].methods)
+    with pytest.raises(UnknownMethodError):
+        study_tiers(["deep"], tmp_path, None, ["no-such-method"])
+    small = StudyTier("small", "smoke", (("synthetic", "lstm"),), methods=("vanilla", "bnvae"))
+    with pytest.raises(ConfigError, match="'fb': not a method of the small tier, whose methods are vanilla, bnvae"):
+        tier_cells(small, tmp_path, methods=["fb"])
+
+
 def test_report_never_pools_two_configurations_with_one_rounded_label():
     from collapse_bench.report.load import frame, distinct_labels
     a, b = rec("bnvae", 0, 30.0, 1.0), rec("bnvae", 0, 31.0, 1.0)
