@@ -1,15 +1,18 @@
 """What only the process executor has: the BLAS thread variables of its workers (replacements included),
-Ctrl-C during a worker's start, a cell its worker cannot load, a cell function it cannot send. The contract
+Ctrl-C during a worker's start, a driver killed outright, a cell its worker cannot load, a cell function it cannot
+send. The contract
 itself (events, a killed worker, retries, Ctrl-C, lazy inputs) is in test_executor_contract.py."""
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
-from proc_cells import Spec, blas_env, block, echo, kill_seed1
+from proc_cells import Spec, blas_env, block, echo, kill_seed1, wait_for
 
 from collapse_bench.executor import CellError, ExecutorError, ProcessExecutor
 
@@ -64,6 +67,36 @@ def test_a_ctrl_c_while_a_worker_starts_does_not_kill_the_worker(monkeypatch):
     _ctrl_c_during_worker_start(monkeypatch, to_driver=False)
     results, failures = _collect(ProcessExecutor(jobs=1), echo, [Spec(0)])
     assert list(results) == [0] and failures == {}
+
+
+KILLED_DRIVER = """
+import sys
+from proc_cells import Spec, block
+from collapse_bench.executor import ProcessExecutor
+ProcessExecutor(jobs=1).map(block, [Spec(100, sys.argv[1])], lambda s, r: None)
+"""
+
+
+def test_the_workers_of_a_driver_killed_outright_exit_too(tmp_path):
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
+    driver = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER, str(tmp_path)], env=env)
+    try:
+        wait_for(lambda: (tmp_path / "started-100").exists() or driver.poll() is not None, "the cell to start")
+        assert driver.poll() is None, "the driver ended before its worker started the cell"
+        worker = int((tmp_path / "started-100").read_text())
+    finally:
+        driver.kill()                      # SIGKILL: no Ctrl-C handling, no pool shutdown
+        driver.wait()
+    wait_for(lambda: not _alive(worker), f"worker {worker} to exit with its driver", timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def test_a_cell_the_worker_cannot_load_fails_alone(monkeypatch):

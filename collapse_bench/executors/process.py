@@ -11,6 +11,8 @@
 * A list or lazy iterable is pulled only when a worker is free. Each cell is pickled in the driver and unpickled
   inside its task, so a cell the worker cannot load fails alone (pebble's pool would break on it).
 * Ctrl-C (or a callback raising) stops every worker and re-raises, after every finished result was handed over.
+  A driver killed outright (SIGKILL, a closed session) cannot stop them: each worker sees its parent change and
+  exits within `DRIVER_CHECK_SECONDS`, instead of training cells whose results nobody will write.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import itertools
 import os
 import pickle
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -28,17 +31,27 @@ from .base import CellError, CellFn, ExecutorError, Feed, OnFailure, OnResult, R
 
 STEP_EVERY = 0.25                  # seconds between step messages of a worker
 POLL_SECONDS = 0.1                 # how often the driver looks at the event queue while cells run
+DRIVER_CHECK_SECONDS = 1.0         # how often a worker checks that its driver is still its parent
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 _events: Any = None                # in a worker: the queue its cells' start/step events go to
 
 
-def _init_worker(events: Any) -> None:
+def _init_worker(events: Any, driver: int) -> None:
     global _events
     signal.signal(signal.SIGINT, signal.SIG_IGN)          # the driver stops its workers itself
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked since the driver started us
     _events = events
+    threading.Thread(target=_exit_with_driver, args=(driver,), name="exit-with-driver", daemon=True).start()
+
+
+def _exit_with_driver(driver: int) -> None:
+    """End this worker once `driver` is no longer its parent (it died and the worker was re-parented). The pid
+    is the driver's own, passed in, so a driver that died before this thread started is caught too."""
+    while os.getppid() == driver:
+        time.sleep(DRIVER_CHECK_SECONDS)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -164,7 +177,8 @@ class ProcessExecutor:
         ctx = _WorkerContext(self.threads)
         feed, events, keys = Feed(specs, self.policy), ctx.SimpleQueue(), itertools.count()
         running: dict[Future, tuple[int, Task]] = {}
-        pool = ProcessPool(workers, initializer=_init_worker, initargs=(events,), context=ctx)
+        pool = ProcessPool(workers, initializer=_init_worker, initargs=(events, os.getpid()),
+                           context=ctx)
         try:
             while True:
                 while len(running) < workers and (task := feed.next()) is not None:
