@@ -330,7 +330,8 @@ def cmd_study(args) -> int:
         for method, board, why in t.left_out:
             print(f"  {method} is not run on {board}: {why}")
         for method, (seeds, why) in t.tier.fewer_seeds.items():
-            print(f"  {method} runs seeds {','.join(map(str, seeds))}: {why}")
+            if methods is None or method in methods:
+                print(f"  {method} runs seeds {','.join(map(str, seeds))}: {why}")
         keep = t.tier.keep_stale and not args.rerun_stale
         status = max(status, _run_and_report(args, t.specs, overwrite=False, report=True, out=t.out,
                                              keep_stale=keep, dearest_first=False))
