@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..baseline import VANILLA
+from .marked import md_cell
 from .stats import summarize, vanilla_of
 
 MARGIN = 0.5      # nats, as findings.LITTLE_KL
@@ -97,10 +98,6 @@ def alive_tables(df: pd.DataFrame) -> list[AliveTable]:
     return tables
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def alive_markdown(tables: list[AliveTable], heading: str = "##") -> list[str]:
     """Markdown lines: the criterion, then a table per (dataset, size); a cell reads `answer (seeds)` and the means."""
     lines = [f"Criterion: {CRITERION}. Each cell: the answer in how many of its seeds, then the means over seeds "
@@ -114,7 +111,7 @@ def alive_table(t: AliveTable) -> list[str]:
     """One (dataset, size)'s table: vanilla's figures per decoder, then a row per remedy."""
     lines = ["| method | " + " | ".join(t.decoders) + " |", "|---|" + "---|" * len(t.decoders),
              f"| {VANILLA} (the reference) | " + " | ".join(t.vanilla.get(d, "–") for d in t.decoders) + " |"]
-    return lines + [f"| {_md(label)} | " + " | ".join(f"**{c.answer}** {c.figures}" if (c := cells.get(d)) else "–"
+    return lines + [f"| {md_cell(label)} | " + " | ".join(f"**{c.answer}** {c.figures}" if (c := cells.get(d)) else "–"
                                                       for d in t.decoders) + " |"
                     for label, cells in sorted(t.rows.items())]
 

@@ -26,3 +26,8 @@ def rewrite_marked(page: Path, tables: Mapping[str, Callable[[], list[str]]], *,
             elif strict:
                 raise SystemExit(f"{page}: unknown table command {command!r}; known: {sorted(tables)}")
     page.write_text("\n".join(out), encoding="utf-8")
+
+
+def md_cell(text: str) -> str:
+    """`text` inside a markdown table cell: its pipes escaped."""
+    return text.replace("|", "\\|")

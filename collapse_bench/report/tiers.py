@@ -22,6 +22,7 @@ from .alive import AliveTable, alive_html, alive_markdown, alive_tables
 from .build import build_report
 from .drift import DRIFT_MD, drift_markdown
 from .load import frame, read_records
+from .marked import md_cell
 from .stats import ALPHA, Summary, add_time_ratio, add_vanilla_deltas, welch_p
 from .table import Board, build_boards
 
@@ -114,20 +115,16 @@ def compare(tiers: dict[str, dict[tuple[str, str, str], Board]],
     return out
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def findings_table(t: Tables) -> list[str]:
     return [f"| board | paper's finding | {' | '.join(t.tiers)} | {t.tiers[0]} → {t.tiers[-1]} |",
             "|---|---|" + "---|" * len(t.tiers) + "---|",
-            *(f"| {_md_cell(w)} | {_md_cell(c)} | {' | '.join(vs)} | {ch} |" for w, c, vs, ch in t.findings)]
+            *(f"| {md_cell(w)} | {md_cell(c)} | {' | '.join(vs)} | {ch} |" for w, c, vs, ch in t.findings)]
 
 
 def methods_table(t: Tables, boards: set[str] | None = None) -> list[str]:
     """Each method's figures tier by tier; `boards`: only these boards (as `_where` names them)."""
     return [f"| board | method | {' | '.join(title for title, _ in FIGURES)} |", "|---|---|" + "---|" * len(FIGURES),
-            *(f"| {_md_cell(w)} | {_md_cell(lab)} | " + " | ".join(f"{v} **{m}**" for v, m in cells) + " |"
+            *(f"| {md_cell(w)} | {md_cell(lab)} | " + " | ".join(f"{v} **{m}**" for v, m in cells) + " |"
               for w, lab, cells in t.methods if boards is None or w in boards)]
 
 
