@@ -358,6 +358,36 @@ def test_ties_and_ratio_in_the_built_table(tmp_path: Path) -> None:
     assert all(r.cells["time_ratio"].text == "–" for r in none.rows)
 
 
+def test_a_starved_cell_and_the_cells_paired_with_it_get_no_time_ratio(tmp_path: Path) -> None:
+    secs = {"vanilla": [10, 100, 10, 10], "bnvae": [20, 20, 200, 30]}
+    cpu = {"vanilla": [10, 9, 10, 10], "bnvae": [20, 20, 20, None]}   # vanilla seed 1, bnvae seed 2: 10% of a core
+    recs = []
+    for m in secs:
+        for s in range(4):
+            r = record(m, m, s, metrics={"nll": 100.0, "kl": 1.0}, train_seconds=secs[m][s])
+            if cpu[m][s] is not None:                  # seed 3 of bnvae: a record from before train_cpu_seconds
+                r["timing"]["train_cpu_seconds"] = cpu[m][s]
+            recs.append(r)
+    gpu = record("bnvae", "bnvae", 0, metrics={"nll": 100.0}, train_seconds=20, dataset="ptb")
+    gpu["timing"]["train_cpu_seconds"], gpu["config"]["device"] = 1.0, "cuda:0"     # waits on the GPU: not starved
+    gpu_vanilla = record("vanilla", "vanilla", 0, metrics={"nll": 100.0}, dataset="ptb")
+    gpu_vanilla["config"]["device"] = "cuda:0"
+    df = add_time_ratio(frame(recs + [gpu, gpu_vanilla])).set_index(["dataset", "label", "seed"])
+    ratio = df["time_ratio"]
+    assert list(df.index[df["starved"]]) == [("synthetic", "vanilla", 1), ("synthetic", "bnvae", 2)]
+    assert ratio["synthetic", "bnvae", 0] == 2.0 and ratio["synthetic", "bnvae", 3] == 3.0
+    assert math.isnan(ratio["synthetic", "bnvae", 1]) and math.isnan(ratio["synthetic", "bnvae", 2])
+    assert math.isnan(ratio["synthetic", "vanilla", 1]) and ratio["synthetic", "vanilla", 0] == 1.0
+    assert ratio["ptb", "bnvae", 0] == 2.0 and math.isnan(df["step_ratio"]["synthetic", "bnvae", 1])
+    run = write(tmp_path / "run", recs)
+    warned: list[str] = []
+    html = build_report(run, warn=warned.append).read_text()
+    assert "Starved cells" in html and "bnvae__synthetic__smoke__seed2: 10% of a core" in html
+    assert warned == ["bnvae__synthetic__smoke__seed2: trained on 10% of a core, its time is left out of the time "
+                      "ratios", "vanilla__synthetic__smoke__seed1: trained on 9% of a core, its time is left out of "
+                      "the time ratios"]
+
+
 def test_probe_label_counts_share_one_rank() -> None:
     probe = {"a": {"100": {"mean": 0.9}, "500": {"mean": 0.5}}, "b": {"100": {"mean": 0.8}, "500": {"mean": 0.6}}}
     nll = {"a": 1.0, "b": 2.0}

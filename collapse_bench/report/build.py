@@ -22,7 +22,7 @@ from .evidence import BOOTSTRAP_B, COLLAPSE_KL, Collapse, SentenceEvidence, coll
 from .families import family_key, family_slug
 from .load import Loaded, curves_frame, frame, kl_dims_frame, read_records, seed_key
 from .plots import board_plots, palette
-from .stats import Summary, add_time_ratio, add_vanilla_deltas
+from .stats import STARVED_CPU_SHARE, Summary, add_time_ratio, add_vanilla_deltas, cpu_share
 from .table import Board, aggregate_frame, build_boards
 from .text_section import board_text
 
@@ -97,6 +97,12 @@ def _info(df: pd.DataFrame, loaded: Loaded) -> dict[str, str]:
     }
 
 
+def _starved(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(cell, its share of a core) of the starved cells (`stats.starved`)."""
+    rows = df[df["starved"]] if "starved" in df else df.iloc[:0]
+    return sorted((str(c), f"{share:.0%}") for c, share in zip(rows["cell"], cpu_share(rows), strict=True))
+
+
 def _fmt(x: Any, digits: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else (
         f"{x:.{digits}f}" if isinstance(x, float) else str(x))
@@ -137,6 +143,10 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
         for name, why in loaded.unreadable:
             warn(f"unreadable result file left out of the leaderboard: {name}: {why}")
     df = add_vanilla_deltas(add_time_ratio(frame(loaded.records)))
+    starved_cells = _starved(df)
+    if warn is not None:
+        for cell, share in starved_cells:
+            warn(f"{cell}: trained on {share} of a core, its time is left out of the time ratios")
     boards = build_boards(df)
     curves, dims = curves_frame(loaded.records), kl_dims_frame(loaded.records)
     pal = palette(dict(zip(df["label"], df["method"], strict=True)))
@@ -157,7 +167,8 @@ def build_report(run_dir: str | Path, out_file: str | Path | None = None, *,
     html = _template().render(info=_info(df, loaded), boards=boards, unreadable=loaded.unreadable,
                               families=[(f, family_slug(f)) for f in families], against=read_against(run_dir),
                               bootstrap_b=BOOTSTRAP_B, collapse_kl=COLLAPSE_KL,
-                              stale=sorted(read_stale_marks(run_dir).items()),
+                              stale=sorted(read_stale_marks(run_dir).items()), starved=starved_cells,
+                              starved_share=f"{STARVED_CPU_SHARE:.0%}",
                               citation=published.CITATION, csv_name=CSV_NAME, jsonl_name=JSONL_NAME, runs_of=_runs)
     atomic_write_text(out, html)
     return out

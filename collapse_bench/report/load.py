@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 METRICS = ("nll", "ppl", "elbo", "recon", "kl", "mi", "au")
-TIMING = ("train_seconds", "steps", "seconds_per_step", "eval_seconds", "peak_memory_mb", "threads")
+TIMING = ("train_seconds", "train_cpu_seconds", "steps", "seconds_per_step", "eval_seconds", "peak_memory_mb",
+          "threads")
 PROVENANCE = ("harness_version", "git", "python", "platform", "hostname", "started", "finished", "dataset_hash")
 CURVE_KEYS = ("valid_kl", "valid_mi", "valid_au", "train_kl", "valid_loss", "kl_weight")
 LATENT_METRICS = ("kl", "mi", "au")

@@ -78,22 +78,42 @@ def vanilla_of(df: pd.DataFrame, col: str, valid: pd.Series) -> pd.Series:
     return df[PAIR_KEYS].reset_index().merge(ref, on=PAIR_KEYS, how="left").set_index("index")["_ref"]
 
 
+# A CPU cell whose training got less than this share of one core (CPU seconds / wall-clock seconds) was starved
+# by other work on the machine: its wall-clock says how busy the machine was, not what the method costs.
+STARVED_CPU_SHARE = 0.5
+
+
+def cpu_share(df: pd.DataFrame) -> pd.Series:
+    """Each cell's training CPU seconds per wall-clock second (NaN where the record lacks them)."""
+    if "train_cpu_seconds" not in df:
+        return pd.Series(math.nan, index=df.index)
+    return df["train_cpu_seconds"] / df["train_seconds"].where(df["train_seconds"] > 0)
+
+
+def starved(df: pd.DataFrame) -> pd.Series:
+    """The CPU cells trained on less than `STARVED_CPU_SHARE` of a core (on a GPU the host's CPU time says
+    nothing about the cell's speed)."""
+    on_cpu = df["device"].fillna("cpu").astype(str).str.startswith("cpu") if "device" in df else True
+    return (cpu_share(df) < STARVED_CPU_SHARE) & on_cpu
+
+
 def add_time_ratio(df: pd.DataFrame) -> pd.DataFrame:
     """Column ``time_ratio`` = train_seconds / train_seconds of vanilla with the same dataset, size, decoder and
     seed.
 
     Paired per seed, then averaged over seeds (not a ratio of means). When a sweep holds several vanilla
-    labels, the one without parameters is the reference.
+    labels, the one without parameters is the reference. A starved cell (`starved`) has no ratio, and neither has
+    a cell whose vanilla was starved: column ``starved`` says which.
     """
     out = df.copy()
     out["time_ratio"] = math.nan
     if out.empty:
         return out
-    ref = vanilla_of(out, "train_seconds", out["train_seconds"] > 0)
-    out["time_ratio"] = (out["train_seconds"] / ref).where(out["status"] == "ok")
-    if "seconds_per_step" in out:      # the per-step ratio beside it, paired the same way
-        step = vanilla_of(out, "seconds_per_step", out["seconds_per_step"] > 0)
-        out["step_ratio"] = (out["seconds_per_step"] / step).where(out["status"] == "ok")
+    out["starved"] = starved(out)
+    for col, ratio in (("train_seconds", "time_ratio"), ("seconds_per_step", "step_ratio")):
+        if col in out:                 # the per-step ratio beside the whole-run one, paired the same way
+            timed = out[col].where(~out["starved"])
+            out[ratio] = (timed / vanilla_of(out, col, timed > 0)).where(out["status"] == "ok")
     return out
 
 
