@@ -5,8 +5,9 @@ z is alive in a seed when both sides of the model use it. The encoder puts infor
 nats above vanilla's. The decoder reads it: NLL − recon = E_q[log p(x|z) − log p(x)], how much better the decoder
 predicts a sentence from its posterior z than from none, at least `MARGIN` nats above vanilla's. (IW-NLL is scored on
 a fixed subset of the test sentences, the same for every cell, and the reconstruction term on all of them: the
-offset between the two sets is much the same for every model of a board, and the difference to vanilla cancels it.) A posterior that leaves the prior (KL up by `MARGIN`) without
-both is "KL only": δ-VAE's floor, or information the decoder does not read."""
+offset between the two sets is much the same for every model of a board, and the difference to vanilla cancels it.)
+A posterior that leaves the prior (KL up by `MARGIN`) without both is "KL only": δ-VAE's floor, or information the
+decoder does not read."""
 from __future__ import annotations
 
 import html
