@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..baseline import VANILLA
-from ..fileio import atomic_write_text
 import pandas as pd
 
+from ..baseline import VANILLA
+from ..fileio import atomic_write_text
 from . import findings as fnd
 from .alive import AliveTable, alive_html, alive_markdown, alive_tables
 from .build import build_report
