@@ -5,7 +5,7 @@
 
 The tables are `collapse_bench.report.tiers`'s, the same as `reports/study/tiers.md` (which `study` and
 `report reports/study` write): the findings at both budgets, each method's figures on the board both tiers ran, and
-per dataset whether each remedy keeps z alive with each decoder on the quick tier.
+per dataset and tier whether each remedy keeps z alive with each decoder.
 """
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ def tables() -> dict[str, Callable[[], list[str]]]:
     shared = {w for w, _, verdicts, _ in t.findings if "–" not in verdicts}      # the boards every tier ran
     out = {f"{COMMAND} findings": lambda: findings_table(t),
            f"{COMMAND} methods": lambda: methods_table(t, shared)}
-    for table in t.alive.get(t.tiers[0], []):
-        out[f"{COMMAND} alive {table.dataset}"] = lambda table=table: alive_table(table)
+    for tier in t.tiers:                       # the first tier's keep their short name
+        for table in t.alive.get(tier, []):
+            key = f"{COMMAND} alive {table.dataset}" + ("" if tier == t.tiers[0] else f" {tier}")
+            out[key] = lambda table=table: alive_table(table)
     return out
 
 
