@@ -330,7 +330,7 @@ def cmd_study(args) -> int:
         for method, board, why in t.left_out:
             print(f"  {method} is not run on {board}: {why}")
         for method, (seeds, why) in t.tier.fewer_seeds.items():
-            if methods is None or method in methods:
+            if method in t.methods:
                 print(f"  {method} runs seeds {','.join(map(str, seeds))}: {why}")
         keep = t.tier.keep_stale and not args.rerun_stale
         status = max(status, _run_and_report(args, t.specs, overwrite=False, report=True, out=t.out,

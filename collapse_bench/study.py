@@ -19,6 +19,7 @@ DEFAULT_DECODER = "lstm"
 class TierCells:
     tier: StudyTier
     out: Path
+    methods: list[str] = field(default_factory=list)                     # the registry's names, aliases resolved
     specs: list = field(default_factory=list)
     left_out: list[tuple[str, str, str]] = field(default_factory=list)   # (method, board, why)
 
@@ -38,13 +39,13 @@ def tier_cells(tier: StudyTier, root: Path, seeds: list[int] | None = None, meth
     cheapest methods first by `Method.cost()`), so that a tier stopped part-way holds whole boards of its first
     seeds and, on the board it stopped in, as many methods as its time allowed. `methods` runs only those of the
     tier's methods (a long tier's cheap cells apart from its dear ones, e.g. on two machines)."""
-    out = TierCells(tier, root / tier.name)
-    chosen = list(seeds or tier.seeds)
     names = _tier_methods(tier, methods)
+    out = TierCells(tier, root / tier.name, names)
+    chosen = list(seeds or tier.seeds)
     for seed in chosen:
         for dataset, decoder in tier.boards:
             settings = {} if decoder == DEFAULT_DECODER else {"model": {"decoder": decoder}}
-            for method in sorted(names, key=_cheapest_first):
+            for method in sorted(out.methods, key=_cheapest_first):
                 if method in tier.fewer_seeds and seed not in tier.fewer_seeds[method][0]:
                     continue
                 try:

@@ -394,6 +394,9 @@ def test_study_on_finished_results_runs_nothing_and_rebuilds_the_same_page(tmp_p
     assert {t.tier.name: (t.out / "leaderboard.html").read_bytes() for t in tiers} == pages
     assert {n: (tmp_path / "study" / n).read_bytes() for n in across} == across    # the tiers side by side too
     assert all((t.out / "findings.md").is_file() for t in tiers)
+    capsys.readouterr()
+    assert main(["study", "--out", str(tmp_path / "study"), "--tier", "deep", "--methods", "sa-vae"]) == 0
+    assert "savae runs seeds 0: one seed" in capsys.readouterr().out      # an alias still finds its fewer-seeds note
 
 
 def test_study_refuses_settings_that_would_change_it(tmp_path, capsys):
@@ -510,8 +513,9 @@ def test_study_methods_runs_a_subset_of_the_tier_and_refuses_a_method_outside_it
     from collapse_bench.config import STUDY_TIERS, ConfigError, StudyTier
     from collapse_bench.registry import UnknownMethodError
     from collapse_bench.study import study_tiers, tier_cells
-    [deep] = study_tiers(["deep"], tmp_path, [1, 2], ["agg", "vanilla"])
+    [deep] = study_tiers(["deep"], tmp_path, [1, 2], ["agg-vae", "vanilla"])
     assert [(s.method, s.seed) for s in deep.specs] == [("vanilla", 1), ("agg", 1), ("vanilla", 2), ("agg", 2)]
+    assert deep.methods == ["agg", "vanilla"]                   # aliases resolved, so a fewer-seeds note finds them
     [every] = study_tiers(["deep"], tmp_path)
     assert {s.method for s in every.specs} == set(STUDY_TIERS["deep"].methods)
     with pytest.raises(UnknownMethodError):
