@@ -799,8 +799,8 @@ def test_encoder_init_follows_the_bn_vae_code_unless_uniform_is_asked():
         assert 0.9 < float(model.encoder.embed.weight.detach().std()) < 1.1
         bound = 1 / math.sqrt(cfg.enc_hidden)
         assert 0.9 * bound < float(model.head.linear.weight.detach().abs().max()) <= bound
-        assert float(model.decoder.embed.weight.abs().max()) <= cfg.emb_init_range
+        assert float(model.decoder.embed.weight.detach().abs().max()) <= cfg.emb_init_range
     uniform = dataclasses.replace(cfg, encoder_init="uniform")
     model = registry.get("vanilla")().build_model(uniform, 500)
-    assert float(model.encoder.embed.weight.abs().max()) <= uniform.emb_init_range
-    assert float(model.encoder.lstm.weight_hh_l0.abs().max()) <= uniform.init_range
+    assert float(model.encoder.embed.weight.detach().abs().max()) <= uniform.emb_init_range
+    assert float(model.encoder.lstm.weight_hh_l0.detach().abs().max()) <= uniform.init_range
